@@ -1,0 +1,1 @@
+"""Prefect flows: orchestration only; they call tasks and branch on results."""

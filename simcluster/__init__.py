@@ -1,0 +1,1 @@
+"""A Kubernetes-API-compatible cluster simulator for tests and the demo (never production)."""

@@ -1,0 +1,1 @@
+"""Pipeline steps: one module per step (typed config, pure core, thin Prefect task)."""

@@ -1,0 +1,5 @@
+"""Root test configuration: shared fixtures come from plugin modules listed here."""
+
+pytest_plugins: list[str] = [
+    "tests.fixtures.services",
+]
