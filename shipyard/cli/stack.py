@@ -1,0 +1,76 @@
+"""`shipyard stack up | down | status`: the local stack of real services."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from shipyard.stack import StackLayout, StackReport, stack_down, stack_status, stack_up
+
+StateDir = Annotated[
+    Path | None,
+    typer.Option("--state-dir", help="Where the stack keeps its state (default .shipyard/)."),
+]
+JsonOut = Annotated[bool, typer.Option("--json", help="Print a JSON report instead of a table.")]
+
+
+def register(app: typer.Typer) -> None:
+    """Add the `stack` command group to ``app``."""
+    stack = typer.Typer(help="Start, stop and inspect the local stack of real services.")
+    app.add_typer(stack, name="stack")
+
+    @stack.command("up")
+    def up(state_dir: StateDir = None, json_out: JsonOut = False) -> None:
+        """Start every service (idempotent), wait until healthy, write the env file."""
+        layout = StackLayout.from_env(state_dir)
+        console = Console(stderr=True)
+        with console.status("starting the stack") as status:
+            report = stack_up(layout, progress=lambda m: status.update(m))
+        _print(report, json_out, "up")
+        if not json_out:
+            console.print(f"env file: {report.env_file}  (source it: . {report.env_file})")
+
+    @stack.command("down")
+    def down(
+        state_dir: StateDir = None,
+        purge: Annotated[bool, typer.Option(help="Also delete the state directory.")] = False,
+        json_out: JsonOut = False,
+    ) -> None:
+        """Stop every service and leave no process behind."""
+        report = stack_down(StackLayout.from_env(state_dir), purge=purge)
+        if json_out:
+            typer.echo(json.dumps(report.to_dict()))
+        else:
+            stopped = [s.name for s in report.services if s.note == "stopped"]
+            typer.echo(f"stopped: {', '.join(stopped) or 'nothing was running'}")
+
+    @stack.command("status")
+    def status(state_dir: StateDir = None, json_out: JsonOut = False) -> None:
+        """Show each service's pid and health; exit 1 if any is unhealthy."""
+        report = stack_status(StackLayout.from_env(state_dir))
+        _print(report, json_out, "status")
+        if not report.services or not report.healthy:
+            raise typer.Exit(1)
+
+
+def _print(report: StackReport, json_out: bool, verb: str) -> None:
+    if json_out:
+        typer.echo(json.dumps(report.to_dict()))
+        return
+    table = Table(title=f"shipyard stack {verb} ({report.seconds:.1f}s)")
+    for column in ("service", "healthy", "pid", "address", "ready in"):
+        table.add_column(column)
+    for s in report.services:
+        table.add_row(
+            s.name,
+            "yes" if s.healthy else "no",
+            str(s.pid or "-"),
+            s.address,
+            "-" if s.seconds is None else f"{s.seconds:.1f}s",
+        )
+    Console().print(table)

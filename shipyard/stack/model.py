@@ -1,0 +1,132 @@
+"""Plain data describing the stack: where its state lives and what each service is."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_STATE_DIR = ".shipyard"
+
+# Default loopback ports; 0 means "pick a free port at first `up` and remember it".
+DEFAULT_PORTS: dict[str, int] = {
+    "prefect": 4200,
+    "registry": 5000,
+    "s3": 5002,
+    "git": 9418,
+    "kube": 6443,
+    "bridge": 8787,
+}
+
+
+@dataclass(frozen=True)
+class StackLayout:
+    """Where one stack keeps its state: pids, logs, data, config and the env file."""
+
+    root: Path
+    host: str = "127.0.0.1"
+
+    @classmethod
+    def from_env(cls, state_dir: str | os.PathLike[str] | None = None) -> StackLayout:
+        """The layout for ``state_dir``, else $SHIPYARD_STATE_DIR, else ./.shipyard."""
+        root = state_dir or os.environ.get("SHIPYARD_STATE_DIR") or DEFAULT_STATE_DIR
+        return cls(Path(root).resolve())
+
+    @property
+    def env_file(self) -> Path:
+        return self.root / "env"
+
+    @property
+    def ports_file(self) -> Path:
+        return self.root / "ports.json"
+
+    def pid_file(self, service: str) -> Path:
+        return self.root / "run" / f"{service}.pid"
+
+    def log_file(self, service: str) -> Path:
+        return self.root / "logs" / f"{service}.log"
+
+    def data_dir(self, service: str) -> Path:
+        return self.root / "data" / service
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.root / "kubeconfig"
+
+    @property
+    def podman_socket(self) -> Path:
+        return self.root / "run" / "podman.sock"
+
+    def load_ports(self) -> dict[str, int]:
+        """Ports chosen by an earlier `up`, so a warm `up` keeps every address."""
+        try:
+            data = json.loads(self.ports_file.read_text())
+        except (FileNotFoundError, ValueError):
+            return {}
+        return {k: int(v) for k, v in data.items()}
+
+    def save_ports(self, ports: dict[str, int]) -> None:
+        self.ports_file.parent.mkdir(parents=True, exist_ok=True)
+        self.ports_file.write_text(json.dumps(ports, indent=2, sort_keys=True) + "\n")
+
+
+@dataclass
+class ServiceSpec:
+    """How to start one service and how to tell that it is ready."""
+
+    name: str
+    argv: list[str]
+    health: Callable[[], bool]
+    env: dict[str, str] = field(default_factory=dict)
+    cwd: Path | None = None
+    ready_timeout: float = 60.0
+    # External services (e.g. the user's DOCKER_HOST) are checked but never started.
+    external: bool = False
+    prepare: Callable[[], None] | None = None
+
+
+@dataclass
+class ServiceStatus:
+    """One service's state as `stack status` reports it."""
+
+    name: str
+    running: bool
+    healthy: bool
+    pid: int | None
+    address: str
+    seconds: float | None = None
+    note: str = ""
+
+
+@dataclass
+class StackReport:
+    """What `up`, `down` or `status` did, service by service, and how long it took."""
+
+    services: list[ServiceStatus]
+    seconds: float
+    env_file: Path
+
+    @property
+    def healthy(self) -> bool:
+        return all(s.healthy for s in self.services)
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "healthy": self.healthy,
+            "seconds": round(self.seconds, 3),
+            "env_file": str(self.env_file),
+            "services": [
+                {
+                    "name": s.name,
+                    "running": s.running,
+                    "healthy": s.healthy,
+                    "pid": s.pid,
+                    "address": s.address,
+                    "seconds": None if s.seconds is None else round(s.seconds, 3),
+                    "note": s.note,
+                }
+                for s in self.services
+            ],
+        }
