@@ -1,0 +1,252 @@
+"""Tests of the set-image pure core: golden directories, bad input, properties."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from ruamel.yaml import YAML
+
+from shipyard.errors import ConfigError
+from tasks.set_image import (
+    SetImageConfig,
+    find_images,
+    parse_reference,
+    plan_set_image,
+    render_scalar,
+    set_image,
+)
+
+GOLDEN = Path(__file__).parent / "golden" / "set_image"
+CASES = sorted(p.name for p in GOLDEN.iterdir() if (p / "case.yaml").exists())
+DIGEST = "sha256:" + "ab" * 32
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    return {
+        p.relative_to(root).as_posix(): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+def _config(case: Path) -> tuple[SetImageConfig, int]:
+    data = YAML(typ="safe").load((case / "case.yaml").read_text())
+    expected_changes = data.pop("changes")
+    return SetImageConfig.parse(**data), expected_changes
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_golden(case: str, tmp_path: Path) -> None:
+    """original/ + case.yaml -> expected/, byte for byte; a second run changes nothing."""
+    src = GOLDEN / case
+    work = tmp_path / "repo"
+    shutil.copytree(src / "original", work)
+    config, expected_changes = _config(src)
+
+    result = set_image(work, config)
+
+    assert _tree(work) == _tree(src / "expected")
+    assert len(result.changes) == expected_changes
+    assert result.changed == (expected_changes > 0)
+    again = set_image(work, config)
+    assert not again.changed and again.files == {}
+
+
+def test_golden_covers_every_format() -> None:
+    """Every layout the issue names has a golden case."""
+    for needed in (
+        "kustomize_tag",
+        "kustomize_digest",
+        "helm_values",
+        "helm_values_keys",
+        "manifests",
+        "crlf_and_quoting",
+        "already_set",
+    ):
+        assert needed in CASES
+
+
+def test_change_reports_old_and_new(tmp_path: Path) -> None:
+    shutil.copytree(GOLDEN / "kustomize_tag" / "original", tmp_path / "r")
+    config, _ = _config(GOLDEN / "kustomize_tag")
+    result = set_image(tmp_path / "r", config)
+    [change] = result.changes
+    assert change.as_json() == {
+        "file": "apps/shop/prod/kustomization.yaml",
+        "old": "registry.example/shop/cart:1.3.0",
+        "new": "registry.example/shop/cart:1.4.1",
+    }
+    assert change.line == 9  # the entry's name line
+
+
+def test_exact_name_matching_never_touches_prefix_names() -> None:
+    files = {"kustomization.yaml": "images:\n- name: shop/cart-migrate\n  newTag: a\n"}
+    with pytest.raises(ConfigError, match=r"not found.*shop/cart-migrate"):
+        plan_set_image(files, SetImageConfig.parse(image="shop/cart", tag="b"))
+
+
+def test_digest_only_keeps_the_tag_in_strings() -> None:
+    files = {"d.yaml": _deployment("shop/cart:1.0")}
+    result = plan_set_image(files, SetImageConfig.parse(image="shop/cart", digest=DIGEST))
+    assert f"image: shop/cart:1.0@{DIGEST}\n" in result.files["d.yaml"]
+
+
+def test_helm_digest_without_digest_key_is_refused() -> None:
+    files = {"values.yaml": "image:\n  repository: shop/cart\n  tag: '1'\n"}
+    with pytest.raises(ConfigError, match="no 'digest' key"):
+        plan_set_image(files, SetImageConfig.parse(image="shop/cart", digest=DIGEST))
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"image": "shop/cart", "tag": "-bad"}, "invalid tag"),
+        ({"image": "shop/cart", "tag": "a" * 129}, "invalid tag"),
+        ({"image": "shop/cart", "digest": "sha256:abc"}, "64 lower-case hex"),
+        ({"image": "shop/cart", "digest": "md5"}, "invalid digest"),
+        ({"image": "Shop/Cart", "tag": "1"}, "invalid image name"),
+        ({"image": "shop/cart:1", "tag": "1"}, "invalid image name"),
+        ({"image": "shop/cart"}, "tag, a digest"),
+        ({"image": "shop/cart", "tag": "1", "path": "../elsewhere"}, "stay inside"),
+        ({"image": "shop/cart", "tag": "1", "path": "/etc"}, "stay inside"),
+    ],
+)
+def test_invalid_config_is_a_config_error(values: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        SetImageConfig.parse(**values)
+
+
+def test_yaml_syntax_error_names_file_and_line(tmp_path: Path) -> None:
+    (tmp_path / "ok.yaml").write_text(_deployment("shop/cart:1"))
+    (tmp_path / "broken.yaml").write_text("a: 1\nb: [unclosed\nc: 2\n")
+    before = _tree(tmp_path)
+    with pytest.raises(ConfigError, match=r"broken\.yaml:\d+: invalid YAML"):
+        set_image(tmp_path, SetImageConfig.parse(image="shop/cart", tag="2"))
+    assert _tree(tmp_path) == before
+
+
+def test_not_found_lists_images_and_writes_nothing(tmp_path: Path) -> None:
+    (tmp_path / "d.yaml").write_text(_deployment("shop/web:1") + "---\n" + _deployment("db:9"))
+    before = _tree(tmp_path)
+    with pytest.raises(ConfigError, match=r"images there: db, shop/web"):
+        set_image(tmp_path, SetImageConfig.parse(image="shop/cart", tag="2"))
+    assert _tree(tmp_path) == before
+
+
+def test_symlink_escaping_the_repo_is_refused(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "d.yaml").write_text(_deployment("shop/cart:1"))
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "link").symlink_to(outside)
+    with pytest.raises(ConfigError, match="escapes"):
+        set_image(repo, SetImageConfig.parse(image="shop/cart", tag="2", path="link"))
+
+
+def test_missing_path_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        set_image(tmp_path, SetImageConfig.parse(image="shop/cart", tag="2", path="nope"))
+
+
+def test_find_images_reads_current_references(tmp_path: Path) -> None:
+    (tmp_path / "d.yaml").write_text(_deployment(f"shop/cart:1@{DIGEST}"))
+    [(file, ref)] = find_images(tmp_path, ".", "shop/cart")
+    assert file == "d.yaml" and ref.tag == "1" and ref.digest == DIGEST
+
+
+@pytest.mark.parametrize(
+    ("value", "style", "rendered"),
+    [
+        ("1.4.1", None, "1.4.1"),
+        ("1.10", None, '"1.10"'),
+        ("123", None, '"123"'),
+        ("true", None, '"true"'),
+        ("2024-01-02", None, '"2024-01-02"'),
+        ("1e3", None, '"1e3"'),
+        ("v1", "'", "'v1'"),
+        ("v1", '"', '"v1"'),
+    ],
+)
+def test_render_scalar_keeps_strings_strings(value: str, style: str | None, rendered: str) -> None:
+    assert render_scalar(value, style) == rendered
+    loaded = YAML(typ="safe").load(f"k: {rendered}\n")
+    assert loaded == {"k": value}
+
+
+def _deployment(image: str, name: str = "app") -> str:
+    return (
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: " + name + "\n"
+        "spec:\n  template:\n    spec:\n      containers:\n"
+        f"        - name: {name}\n          image: {image}\n"
+    )
+
+
+# --- property: an edit changes only the targeted values -------------------------------
+
+_component = st.from_regex(r"[a-z][a-z0-9]{0,6}", fullmatch=True)
+_tag = st.from_regex(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,12}", fullmatch=True)
+_comment = st.sampled_from(["", " # note", ' # {"$imagepolicy": "ns:p"}'])
+_quote = st.sampled_from(["", "'", '"'])
+
+
+@st.composite
+def _manifests(draw: st.DrawFn) -> tuple[str, list[str], str, str]:
+    names = draw(st.lists(_component, min_size=2, max_size=5, unique=True))
+    names = [f"shop/{n}" for n in names]
+    target = names[0]
+    docs = []
+    for i in range(draw(st.integers(1, 6))):
+        image = draw(st.sampled_from(names))
+        q = draw(_quote)
+        docs.append(
+            f"apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: d{i}\nspec:\n"
+            f"  template:\n    spec:\n      containers:\n        - name: c\n"
+            f"          image: {q}{image}:{draw(_tag)}{q}{draw(_comment)}\n"
+            f"          env:\n            - name: X\n"
+            f"              value: {q}{image}:{draw(_tag)}{q}\n"
+        )
+    docs.append(
+        f"apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: anchor\nspec:\n"
+        f"  template:\n    spec:\n      containers:\n        - name: c\n"
+        f"          image: {target}:0\n"
+    )
+    return "---\n".join(docs), names, target, draw(_tag)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_manifests())
+def test_property_only_targeted_values_change(case: tuple[str, list[str], str, str]) -> None:
+    text, _names, target, tag = case
+    config = SetImageConfig.parse(image=target, tag=tag)
+    result = plan_set_image({"m.yaml": text}, config)
+    new = result.files.get("m.yaml", text)
+    yaml = YAML(typ="safe")
+    before = list(yaml.load_all(text))
+    after = list(yaml.load_all(new))
+    # Same structure: only the image strings of the target's containers differ.
+    assert len(before) == len(after)
+    for b, a in zip(before, after, strict=True):
+        for cb, ca in zip(
+            b["spec"]["template"]["spec"]["containers"],
+            a["spec"]["template"]["spec"]["containers"],
+            strict=True,
+        ):
+            ref = parse_reference(cb["image"])
+            assert ref is not None
+            expected = f"{target}:{tag}" if ref.name == target else cb["image"]
+            assert ca["image"] == expected
+            assert ca["env"] == cb["env"] if "env" in cb else True
+        b_rest = {k: v for k, v in b.items() if k != "spec"}
+        assert b_rest == {k: v for k, v in a.items() if k != "spec"}
+    # Only lines holding a changed image differ, and they differ only in the reference.
+    old_lines, new_lines = text.splitlines(True), new.splitlines(True)
+    assert len(old_lines) == len(new_lines)
+    for o, n in zip(old_lines, new_lines, strict=True):
+        if o != n:
+            assert o.lstrip().startswith("image:") and target in o
+    assert plan_set_image({"m.yaml": new}, config).files == {}
