@@ -90,7 +90,9 @@ class SyncSpec(_Model):
     kustomization: str | None = Field(None, description="Flux Kustomization name (flux).")
     source: str | None = Field(None, description="Flux GitRepository name (flux).")
     flux_namespace: str = Field("flux-system", description="Namespace of the Flux objects.")
-    prune: bool = Field(True, description="apply: delete what this app applied before but no longer declares.")
+    prune: bool = Field(
+        True, description="apply: delete what this app applied before but no longer declares."
+    )
 
     @model_validator(mode="after")
     def _driver_fields(self) -> SyncSpec:
@@ -184,7 +186,7 @@ class App(_Model):
 class Catalog(_Model):
     """The whole catalog file."""
 
-    apiVersion: Literal["shipyard.dev/v1"] = Field(  # noqa: N815 - mirrors the YAML key
+    apiVersion: Literal["shipyard.dev/v1"] = Field(
         "shipyard.dev/v1", description="Schema version of the catalog."
     )
     apps: list[App] = Field(default_factory=list, description="Apps Shipyard delivers.")

@@ -17,9 +17,13 @@ class ShipyardError(Exception):
     """Base class: ``message`` is one line a user can act on."""
 
     def __init__(self, message: str, *, hint: str | None = None) -> None:
-        self.message = message
-        self.hint = hint
-        super().__init__(message if hint is None else f"{message} ({hint})")
+        # Every Shipyard error passes through redaction, so a secret can never reach a
+        # Prefect state message, a log line or a CLI error through an exception.
+        from shipyard.redact import redact
+
+        self.message = redact(message)
+        self.hint = None if hint is None else redact(hint)
+        super().__init__(self.message if self.hint is None else f"{self.message} ({self.hint})")
 
 
 class PermanentError(ShipyardError):

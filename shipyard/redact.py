@@ -66,29 +66,40 @@ class RedactingFilter(logging.Filter):
     """A logging filter that masks secrets in the rendered message of every record."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        try:
-            message = record.getMessage()
-        except Exception:  # noqa: BLE001 - a broken format string must not drop the record
-            return True
-        cleaned = redact(message)
-        if cleaned != message:
-            record.msg = cleaned
-            record.args = None
+        _scrub(record)
         return True
+
+
+def _scrub(record: logging.LogRecord) -> None:
+    try:
+        message = record.getMessage()
+    except Exception:  # noqa: BLE001 - a broken format string must not drop the record
+        return
+    cleaned = redact(message)
+    if cleaned != message:
+        record.msg = cleaned
+        record.args = None
 
 
 _installed = False
 
 
 def install_log_redaction() -> None:
-    """Attach :class:`RedactingFilter` to the root, Prefect and Shipyard handlers once."""
+    """Scrub every log record at creation, whichever logger or handler it goes to.
+
+    A record factory (rather than a filter on some loggers) also covers records that
+    propagate from child loggers and handlers Prefect configures later, such as the
+    handler that ships run logs to the Prefect API.
+    """
     global _installed
     if _installed:
         return
-    flt = RedactingFilter()
-    for name in ("", "prefect", "shipyard", "prefect.flow_runs", "prefect.task_runs"):
-        logger = logging.getLogger(name)
-        logger.addFilter(flt)
-        for handler in logger.handlers:
-            handler.addFilter(flt)
+    previous = logging.getLogRecordFactory()
+
+    def factory(*args: object, **kwargs: object) -> logging.LogRecord:
+        record = previous(*args, **kwargs)
+        _scrub(record)
+        return record
+
+    logging.setLogRecordFactory(factory)
     _installed = True

@@ -8,6 +8,7 @@ one line to stderr and exits 2, never a traceback.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 import typer
@@ -17,6 +18,7 @@ from shipyard.errors import ConfigError, PolicyError, ShipyardError
 # Modules that contribute commands. Add yours here; each exposes ``register(app)``.
 COMMAND_MODULES: tuple[str, ...] = (
     "shipyard.cli.stack",
+    "shipyard.cli.check",
 )
 
 EXIT_OK = 0
@@ -44,8 +46,25 @@ def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
     return typer.Exit(code)
 
 
+def load_stack_env() -> None:
+    """Export the local stack's env file (if any) for variables not already set.
+
+    So every command finds the stack's services after `shipyard stack up` without the
+    user sourcing anything; explicit environment variables always win.
+    """
+    from shipyard.stack.model import StackLayout
+    from shipyard.stack.runner import read_env_file
+
+    for key, value in read_env_file(StackLayout.from_env()).items():
+        os.environ.setdefault(key, value)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; map Shipyard errors to one stderr line and an exit code."""
+    load_stack_env()
+    from shipyard.redact import install_log_redaction
+
+    install_log_redaction()
     app = build_app()
     try:
         app(args=argv, standalone_mode=True)

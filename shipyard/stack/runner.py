@@ -86,8 +86,9 @@ def build_specs(layout: StackLayout, ports: dict[str, int]) -> list[ServiceSpec]
                     "--port",
                     str(port),
                 ],
-                health=lambda: layout.kubeconfig.exists()
-                and http_ok(f"http://{layout.host}:{port}/version"),
+                health=lambda: (
+                    layout.kubeconfig.exists() and http_ok(f"http://{layout.host}:{port}/version")
+                ),
             )
         )
     return specs
@@ -217,7 +218,9 @@ def _wait_healthy(
             time.sleep(0.1)
 
 
-def stack_down(layout: StackLayout, purge: bool = False, progress: Progress | None = None) -> StackReport:
+def stack_down(
+    layout: StackLayout, purge: bool = False, progress: Progress | None = None
+) -> StackReport:
     """Stop every service of the stack (reverse order); ``purge`` also deletes its state."""
     say = progress or (lambda _msg: None)
     started_at = time.monotonic()
@@ -226,7 +229,9 @@ def stack_down(layout: StackLayout, purge: bool = False, progress: Progress | No
         was_running = process.stop(layout, name)
         if was_running:
             say(f"stopped {name}")
-        statuses.append(ServiceStatus(name, False, False, None, "", note="stopped" if was_running else ""))
+        statuses.append(
+            ServiceStatus(name, False, False, None, "", note="stopped" if was_running else "")
+        )
     layout.env_file.unlink(missing_ok=True)
     if purge and layout.root.exists():
         shutil.rmtree(layout.root)

@@ -107,7 +107,7 @@ def registry_config(layout: StackLayout, port: int, bridge_url: str | None) -> s
             "      backoff: 1s",
         ]
         if secret:
-            lines += ["      headers:", f"        Authorization: [\"Bearer {secret}\"]"]
+            lines += ["      headers:", f'        Authorization: ["Bearer {secret}"]']
     return "\n".join(lines) + "\n"
 
 
@@ -157,7 +157,7 @@ def podman_spec(layout: StackLayout, registry_port: int) -> ServiceSpec:
             'events_logger = "file"\n'
         )
         (conf_dir / "registries.conf").write_text(
-            'unqualified-search-registries = []\n'
+            "unqualified-search-registries = []\n"
             "[[registry]]\n"
             f'location = "{layout.host}:{registry_port}"\n'
             "insecure = true\n"
@@ -230,8 +230,13 @@ def git_spec(layout: StackLayout, port: int) -> ServiceSpec:
             str(base),
         ],
         health=lambda: tcp_open(layout.host, port),
-        prepare=lambda: base.mkdir(parents=True, exist_ok=True),
+        prepare=lambda: _seed_git(layout),
     )
+
+
+def _seed_git(layout: StackLayout) -> None:
+    """The git server starts with an empty GitOps repo to push to."""
+    create_bare_repo(layout, "gitops")
 
 
 def create_bare_repo(layout: StackLayout, name: str) -> Path:
