@@ -18,7 +18,9 @@ from shipyard.errors import ConfigError, PolicyError, ShipyardError
 # Modules that contribute commands. Add yours here; each exposes ``register(app)``.
 COMMAND_MODULES: tuple[str, ...] = (
     "shipyard.cli.stack",
+    "shipyard.cli.build",
     "shipyard.cli.check",
+    "shipyard.cli.gitops",
 )
 
 EXIT_OK = 0

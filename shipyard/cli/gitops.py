@@ -1,0 +1,87 @@
+"""`shipyard set-image`: set an image's tag or digest in a GitOps working tree.
+
+Contract: exit 0 whether or not anything changed; unusable input is a ConfigError
+(one stderr line, exit 2) raised before anything is written. ``--json`` prints
+``{"changed", "changes": [{"file", "old", "new"}], "commit"}``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from shipyard.errors import ConfigError
+from shipyard.redact import redact
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``set-image`` command to ``app``."""
+
+    @app.command("set-image")
+    def set_image_command(
+        repo_dir: Annotated[
+            Path | None, typer.Option("--repo-dir", help="Root of the GitOps working tree.")
+        ] = None,
+        path: Annotated[
+            str, typer.Option("--path", help="File or directory under --repo-dir to edit.")
+        ] = ".",
+        image: Annotated[
+            str | None, typer.Option("--image", help="Image repository, without tag or digest.")
+        ] = None,
+        tag: Annotated[str | None, typer.Option("--tag", help="New tag.")] = None,
+        digest: Annotated[
+            str | None, typer.Option("--digest", help="New digest (sha256:...).")
+        ] = None,
+        commit: Annotated[
+            bool, typer.Option("--commit", help="Commit the change in --repo-dir (if any).")
+        ] = False,
+        json_out: Annotated[bool, typer.Option("--json", help="Print a JSON report.")] = False,
+    ) -> None:
+        """Set IMAGE to TAG or DIGEST in kustomizations, Helm values and manifests under PATH."""
+        from tasks.git_write import GitWriteConfig, ImageUpdate, commit_local, render_message
+        from tasks.set_image import SetImageConfig, set_image
+
+        if repo_dir is None:
+            raise ConfigError("--repo-dir is required")
+        if image is None:
+            raise ConfigError("--image is required")
+        if (tag is None) == (digest is None):
+            raise ConfigError("give exactly one of --tag or --digest")
+        if not repo_dir.is_dir():
+            raise ConfigError(f"--repo-dir {str(repo_dir)!r} is not a directory")
+        if commit and not _is_git_tree(repo_dir):
+            raise ConfigError(f"--commit: {str(repo_dir)!r} is not a git working tree")
+        config = SetImageConfig.parse(path=path, image=image, tag=tag, digest=digest)
+
+        result = set_image(repo_dir, config)
+
+        sha: str | None = None
+        if commit and result.changed:
+            update = ImageUpdate(set_image=config)
+            message = render_message([(update, result.changes)], GitWriteConfig())
+            sha = commit_local(repo_dir, result.changed_files, message)
+        if json_out:
+            report = {
+                "changed": result.changed,
+                "changes": [c.as_json() for c in result.changes],
+                "commit": sha,
+            }
+            typer.echo(json.dumps(report))
+            return
+        if not result.changed:
+            typer.echo(f"{config.image}: already {config.target.removeprefix(config.image)}")
+        for change in result.changes:
+            typer.echo(redact(f"{change.file}: {change.old} -> {change.new}"))
+        if sha:
+            typer.echo(f"committed {sha}")
+
+
+def _is_git_tree(path: Path) -> bool:
+    """True when ``path`` is inside a git working tree (checked without running git)."""
+    for candidate in (path.resolve(), *path.resolve().parents):
+        if (candidate / ".git").exists():
+            return True
+    return False
