@@ -42,6 +42,7 @@ __all__ = [
     "apply_updates",
     "clone",
     "commit_files",
+    "push_updates",
     "render_message",
     "write_back",
 ]
@@ -352,23 +353,25 @@ def write_back(
     """
     if not updates:
         return WriteBackResult(None, [], 0, config.branch)
-    rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
     paths = [u.set_image.path for u in updates]
     with _workspace(workdir) as dest:
         repo = clone(url, dest, config, paths=paths, env=env)
         try:
-            return _push_loop(repo, updates, config, sleep, rng)
+            return push_updates(repo, updates, config, sleep=sleep, rng=rng)
         finally:
             repo.close()
 
 
-def _push_loop(
+def push_updates(
     repo: Repo,
     updates: Sequence[ImageUpdate],
     config: GitWriteConfig,
-    sleep: Callable[[float], None],
-    rng: random.Random,
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+    rng: random.Random | None = None,
 ) -> WriteBackResult:
+    """Apply, commit and push ``updates`` in an existing clone ``repo`` (see write_back)."""
+    rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
     first_seen: dict[int, set[tuple[str, str]]] = {}
     ref = f"refs/remotes/origin/{config.branch}"
     last_error: Exception | None = None
