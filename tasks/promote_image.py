@@ -1,0 +1,153 @@
+"""Promote what was verified, never rebuild: set environment B to environment A's digest.
+
+The environments, their order and their paths come from the app catalog in the GitOps
+repo (:mod:`shipyard.catalog`). :func:`plan_promotion` is pure over a working tree: it
+reads the image references environment A's files pin, checks them against the digest the
+caller verified, and returns the :class:`~tasks.git_write.ImageUpdate` for environment B.
+:func:`promote` is the Prefect task: clone, plan, then push or open a pull request as the
+target environment's catalog entry says.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from prefect import task
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from blocks.gitops import GitOpsRepository
+from shipyard.catalog import Catalog, Environment, load_catalog
+from shipyard.errors import ConfigError, PolicyError, retry_condition
+from tasks.git_write import GitWriteConfig, ImageUpdate, WriteBackResult, clone, push_updates
+from tasks.set_image import SetImageConfig, find_images, validate_digest
+
+__all__ = ["PromoteImageConfig", "Promotion", "plan_promotion", "promote"]
+
+
+class PromoteImageConfig(BaseModel):
+    """Which app to promote from which environment to which, and the verified digest."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    app: str = Field(description="App name in the catalog.")
+    from_environment: str = Field(description="Environment whose verified image is promoted.")
+    to_environment: str | None = Field(
+        None, description="Target environment; default the next one in the catalog."
+    )
+    digest: str | None = Field(
+        None,
+        description="Digest verified running in from_environment; when omitted, the digest "
+        "from_environment pins in git is used (it must pin exactly one).",
+    )
+    source_commit: str = Field("", description="Source commit, for the commit message.")
+
+    @field_validator("digest")
+    @classmethod
+    def _digest(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            return validate_digest(value)
+        except ConfigError as exc:
+            raise ValueError(exc.message) from None
+
+
+@dataclass(frozen=True)
+class Promotion:
+    """A planned promotion: the update to apply and the environments involved."""
+
+    update: ImageUpdate
+    source: Environment
+    target: Environment
+
+
+def plan_promotion(workdir: str | Path, catalog: Catalog, config: PromoteImageConfig) -> Promotion:
+    """The update that sets the target environment to the source's verified digest.
+
+    PolicyError when the source pins a different digest than the verified one, or pins
+    several; ConfigError when the app, environments or image cannot be found.
+    """
+    app = catalog.app(config.app)
+    source = app.environment(config.from_environment)
+    if config.to_environment is not None:
+        target = app.environment(config.to_environment)
+    else:
+        nxt = app.next_environment(source.name)
+        if nxt is None:
+            raise ConfigError(f"{app.name}: {source.name!r} is the last environment")
+        target = nxt
+    if target.name == source.name:
+        raise ConfigError(f"{app.name}: cannot promote {source.name!r} onto itself")
+    refs = [ref for _, ref in find_images(workdir, source.path, app.image)]
+    if not refs:
+        raise ConfigError(f"{app.name}: no {app.image} under {source.path!r} ({source.name})")
+    pinned = {ref.digest for ref in refs if ref.digest}
+    if len(pinned) > 1:
+        raise PolicyError(f"{app.name}: {source.name} pins several digests {sorted(pinned)}")
+    digest = config.digest or (pinned.pop() if pinned else None)
+    if digest is None:
+        raise PolicyError(
+            f"{app.name}: {source.name} pins no digest and none was verified; "
+            "promotion is by digest only"
+        )
+    if pinned and digest not in pinned:
+        raise PolicyError(
+            f"{app.name}: {source.name} runs {next(iter(pinned))}, not the verified {digest}; "
+            "promote what was verified"
+        )
+    tags = {ref.tag for ref in refs if ref.tag}
+    tag = tags.pop() if len(tags) == 1 else None
+    update = ImageUpdate(
+        set_image=SetImageConfig(path=target.path, image=app.image, tag=tag, digest=digest),
+        app=app.name,
+        environment=target.name,
+        source_commit=config.source_commit,
+    )
+    return Promotion(update, source, target)
+
+
+@task(
+    name="promote-image",
+    retries=3,
+    retry_delay_seconds=[2, 10, 30],
+    retry_condition_fn=retry_condition,
+)
+def promote(
+    repository: GitOpsRepository, config: PromoteImageConfig, write: GitWriteConfig | None = None
+) -> WriteBackResult:
+    """Promote ``config.app`` by digest and push to the target environment's branch.
+
+    Targets with ``pull_request: true`` are refused with a PolicyError: the deliver flow
+    sends those through :func:`tasks.pull_request.open_pull_request` instead.
+    """
+    base = write or repository.write_config()
+    with (
+        tempfile.TemporaryDirectory(prefix="shipyard-promote-") as tmp,
+        repository.git_environment() as env,
+    ):
+        reader = clone(repository.url, Path(tmp) / "read", base, env=env)
+        catalog = load_catalog(str(reader.working_tree_dir or tmp))
+        app = catalog.app(config.app)
+        source_branch = app.environment(config.from_environment).branch
+        if source_branch != base.branch:
+            reader.close()
+            reader = clone(
+                repository.url,
+                Path(tmp) / "source",
+                base.model_copy(update={"branch": source_branch}),
+                env=env,
+            )
+        plan = plan_promotion(str(reader.working_tree_dir or tmp), catalog, config)
+        reader.close()
+        if plan.target.pull_request:
+            raise PolicyError(
+                f"{config.app}: {plan.target.name} takes changes through a pull request"
+            )
+        target_config = base.model_copy(update={"branch": plan.target.branch})
+        repo = clone(repository.url, Path(tmp) / "target", target_config, env=env)
+        try:
+            return push_updates(repo, [plan.update], target_config)
+        finally:
+            repo.close()

@@ -1,0 +1,176 @@
+"""Promotion by digest, the GitOps block's credentials, and the commit-and-push task."""
+
+from __future__ import annotations
+
+import base64
+import shutil
+from pathlib import Path
+
+import pytest
+from pydantic import SecretStr
+
+from blocks.gitops import GitOpsRepository
+from shipyard.catalog import load_catalog
+from shipyard.errors import ConfigError, PolicyError, retry_condition
+from shipyard.redact import redact
+from tasks.commit_push import commit_and_push, limit_name, run_commit_and_push
+from tasks.git_write import GitWriteConfig, ImageUpdate
+from tasks.promote_image import PromoteImageConfig, plan_promotion, promote
+from tasks.set_image import SetImageConfig, set_image
+from tests.tasks.gitops_repo import make_remote, show, subjects
+
+IMAGE = "registry.example/shop/cart"
+VERIFIED = "sha256:" + "5e" * 32
+OTHER = "sha256:" + "0f" * 32
+CATALOG = f"""apiVersion: shipyard.dev/v1
+apps:
+  - name: cart
+    image: {IMAGE}
+    environments:
+      - {{name: staging, path: apps/cart/staging, namespace: shop}}
+      - {{name: prod, path: apps/cart/prod, namespace: shop}}
+      - {{name: audit, path: apps/cart/audit, namespace: shop, pull_request: true}}
+"""
+
+
+def _tree(staging_ref: str) -> dict[str, str]:
+    return {
+        "shipyard-catalog.yaml": CATALOG,
+        "apps/cart/staging/kustomization.yaml": (
+            "images:\n  - name: cart\n    newName: " + IMAGE + "\n" + _pins(staging_ref)
+        ),
+        "apps/cart/prod/values.yaml": (
+            f'image:\n  repository: {IMAGE}\n  tag: v1.0.0\n  digest: ""  # set by shipyard\n'
+        ),
+        "apps/cart/audit/values.yaml": f"image:\n  repository: {IMAGE}\n  tag: v1\n  digest: ''\n",
+    }
+
+
+def _pins(ref: str) -> str:
+    tag, _, digest = ref.partition("@")
+    out = f"    newTag: {tag}\n" if tag else ""
+    return out + (f"    digest: {digest}\n" if digest else "")
+
+
+def _write(root: Path, files: dict[str, str]) -> Path:
+    for rel, text in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    return root
+
+
+def test_plan_sets_next_environment_to_verified_digest(tmp_path: Path) -> None:
+    root = _write(tmp_path, _tree(f"v1.1.0@{VERIFIED}"))
+    plan = plan_promotion(
+        root,
+        load_catalog(root),
+        PromoteImageConfig(app="cart", from_environment="staging", digest=VERIFIED),
+    )
+    assert plan.target.name == "prod"
+    sic = plan.update.set_image
+    assert (sic.path, sic.image, sic.tag, sic.digest) == (
+        "apps/cart/prod",
+        IMAGE,
+        "v1.1.0",
+        VERIFIED,
+    )
+    result = set_image(root, sic)
+    assert result.changes[0].new == f"{IMAGE}:v1.1.0@{VERIFIED}"
+    text = (root / "apps/cart/prod/values.yaml").read_text()
+    expected = f'image:\n  repository: {IMAGE}\n  tag: v1.1.0\n  digest: "{VERIFIED}"'
+    assert text == expected + "  # set by shipyard\n"
+
+
+def test_plan_uses_pinned_digest_when_none_given(tmp_path: Path) -> None:
+    root = _write(tmp_path, _tree(f"v1.1.0@{VERIFIED}"))
+    plan = plan_promotion(
+        root, load_catalog(root), PromoteImageConfig(app="cart", from_environment="staging")
+    )
+    assert plan.update.set_image.digest == VERIFIED
+
+
+def test_plan_refuses_unverified_digest(tmp_path: Path) -> None:
+    root = _write(tmp_path, _tree(f"v1.1.0@{OTHER}"))
+    with pytest.raises(PolicyError, match="promote what was verified"):
+        plan_promotion(
+            root,
+            load_catalog(root),
+            PromoteImageConfig(app="cart", from_environment="staging", digest=VERIFIED),
+        )
+
+
+def test_plan_refuses_tag_only_without_verified_digest(tmp_path: Path) -> None:
+    root = _write(tmp_path, _tree("v1.1.0"))
+    with pytest.raises(PolicyError, match="by digest only"):
+        plan_promotion(
+            root, load_catalog(root), PromoteImageConfig(app="cart", from_environment="staging")
+        )
+
+
+def test_plan_errors_name_the_problem(tmp_path: Path) -> None:
+    root = _write(tmp_path, _tree(f"v1@{VERIFIED}"))
+    catalog = load_catalog(root)
+    with pytest.raises(ConfigError, match="last environment"):
+        plan_promotion(root, catalog, PromoteImageConfig(app="cart", from_environment="audit"))
+    with pytest.raises(ConfigError, match="no app 'web'"):
+        plan_promotion(root, catalog, PromoteImageConfig(app="web", from_environment="staging"))
+    with pytest.raises(ConfigError, match="no environment 'qa'"):
+        plan_promotion(root, catalog, PromoteImageConfig(app="cart", from_environment="qa"))
+
+
+def test_promote_task_pushes_to_target(tmp_path: Path) -> None:
+    bare = make_remote(tmp_path, _tree(f"v1.1.0@{VERIFIED}"))
+    repo = GitOpsRepository(url=str(bare), author_name="Bot", author_email="b@x")
+    result = promote.fn(
+        repo,
+        PromoteImageConfig(
+            app="cart", from_environment="staging", digest=VERIFIED, source_commit="f00"
+        ),
+    )
+    assert result.changed
+    assert VERIFIED in show(bare, "apps/cart/prod/values.yaml")
+    assert subjects(bare)[0] == f"cart(prod): {IMAGE} v1.0.0 -> v1.1.0@{VERIFIED[7:19]}"
+    with pytest.raises(PolicyError, match="pull request"):
+        promote.fn(repo, PromoteImageConfig(app="cart", from_environment="prod"))
+
+
+def test_run_commit_and_push_with_block(tmp_path: Path) -> None:
+    bare = make_remote(tmp_path, _tree(f"v1@{VERIFIED}"))
+    repo = GitOpsRepository(
+        url=str(bare), author_name="Bot", author_email="b@x", token=SecretStr("tok-123456")
+    )
+    update = ImageUpdate(set_image=SetImageConfig(path="apps/cart/prod", image=IMAGE, tag="v2"))
+    result = run_commit_and_push(repo, [update])
+    assert result.changed and "tag: v2" in show(bare, "apps/cart/prod/values.yaml")
+
+
+def test_task_is_wired_for_transient_retries() -> None:
+    assert commit_and_push.retry_condition_fn is retry_condition
+    assert commit_and_push.retries == 3
+    name = limit_name("https://git.example/org/gitops.git", "release/1")
+    assert name.startswith("gitops-write-gitops-git-release-1-")
+    assert not set("/%&<>") & set(name)
+
+
+def test_block_git_environment_keeps_token_secret(tmp_path: Path) -> None:
+    repo = GitOpsRepository(
+        url="https://user:pw@git.example/org/gitops.git",
+        token=SecretStr("s3cr3t-token"),
+        ssh_key=SecretStr("KEY"),
+        api="github",
+    )
+    with repo.git_environment() as env:
+        header = env["GIT_CONFIG_VALUE_0"]
+        basic = header.split()[-1]
+        assert base64.b64decode(basic).decode() == "x-access-token:s3cr3t-token"
+        key_file = Path(env["GIT_SSH_COMMAND"].split()[2])
+        assert key_file.read_text() == "KEY\n" and oct(key_file.stat().st_mode)[-3:] == "600"
+        assert "s3cr3t-token" not in redact(f"{header} s3cr3t-token")
+    assert not key_file.exists()
+    assert repo.safe_url() == "https://git.example/org/gitops.git"
+    assert repo.project_path() == "org/gitops"
+    assert repo.api_headers() == {"Authorization": "Bearer s3cr3t-token"}
+    assert "s3cr3t-token" not in repr(repo)
+    config = repo.write_config(max_attempts=3)
+    assert isinstance(config, GitWriteConfig) and config.max_attempts == 3
+    shutil.rmtree(tmp_path, ignore_errors=True)
