@@ -18,6 +18,7 @@ from shipyard.errors import ConfigError, PolicyError, ShipyardError
 # Modules that contribute commands. Add yours here; each exposes ``register(app)``.
 COMMAND_MODULES: tuple[str, ...] = (
     "shipyard.cli.stack",
+    "shipyard.cli.sim",
     "shipyard.cli.build",
     "shipyard.cli.check",
     "shipyard.cli.gitops",
