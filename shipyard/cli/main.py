@@ -22,6 +22,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "shipyard.cli.build",
     "shipyard.cli.check",
     "shipyard.cli.gitops",
+    "shipyard.cli.bridge",
 )
 
 EXIT_OK = 0
