@@ -1,0 +1,1 @@
+"""Stateful HTTP fakes of services that cannot run here, speaking their wire format."""
