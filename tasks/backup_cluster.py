@@ -59,6 +59,7 @@ __all__ = [
     "BackupConfig",
     "BackupResult",
     "KubeApi",
+    "KubeConflict",
     "RetentionResult",
     "S3Store",
     "apply_retention",
@@ -382,26 +383,28 @@ class KubeApi:
         from kubernetes.client.exceptions import ApiException
 
         try:
-            response = self.api.call_api(
-                path,
+            verb, url, headers, payload, _post = self.api.param_serialize(
                 method,
+                path,
                 query_params=list((query or {}).items()),
                 header_params={"Accept": "application/json", "Content-Type": content_type},
                 body=body,
                 auth_settings=["BearerToken"],
-                _preload_content=False,
-                _return_http_data_only=True,
-                _request_timeout=(5, 60),
             )
+            response = self.api.call_api(
+                verb, url, header_params=headers, body=payload, _request_timeout=(5, 60)
+            )
+            data = response.read()
         except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise _kube_error(method, path, exc.status, exc.reason, exc.body) from None
+            raise _kube_error(method, path, exc.status or 0, exc.reason, exc.body) from None
         except Exception as exc:
             if is_transient(exc):
                 raise TransientError(f"Kubernetes {method} {path}: {type(exc).__name__}") from None
             raise
-        data = response.data
+        if response.status == 404:
+            return None
+        if not 200 <= response.status < 300:
+            raise _kube_error(method, path, response.status, response.reason, data)
         return json.loads(data) if data else {}
 
     def get(self, path: str) -> JSON | None:
@@ -461,14 +464,16 @@ def _kube_error(method: str, path: str, status: int, reason: Any, body: Any) -> 
         message = json.loads(body).get("message", reason)
     except (TypeError, ValueError, AttributeError):
         pass
-    cls = classify_http_status(int(status or 0)) or PermanentError
+    cls: type[Exception] = classify_http_status(int(status or 0)) or PermanentError
     if status == 0:
         cls = TransientError
+    if status == 409:
+        cls = KubeConflict
     return cls(f"Kubernetes {method} {path}: {status} {message}")
 
 
 class KubeConflict(PermanentError):
-    """The object already exists (HTTP 409 AlreadyExists)."""
+    """HTTP 409: the object already exists, or a write raced another one."""
 
 
 # --- core -----------------------------------------------------------------------------
