@@ -5,10 +5,12 @@ stack's state directory, never in /etc.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 from shipyard.errors import ConfigError
@@ -137,6 +139,13 @@ def podman_files(layout: StackLayout, registry_port: int) -> dict[str, str]:
     }
 
 
+def podman_runroot(layout: StackLayout) -> Path:
+    """Podman's runtime dir: short (podman refuses runroots over 50 characters), so it
+    lives in the temp dir under a name derived from the state dir."""
+    digest = hashlib.sha256(str(layout.root).encode()).hexdigest()[:12]
+    return Path(tempfile.gettempdir()) / f"shipyard-{digest}" / "runroot"
+
+
 def podman_spec(layout: StackLayout, registry_port: int) -> ServiceSpec:
     """Podman's Docker-compatible API on a unix socket (runc, cgroupfs, vfs storage)."""
     program = require("podman")
@@ -175,7 +184,7 @@ def podman_spec(layout: StackLayout, registry_port: int) -> ServiceSpec:
             "--root",
             str(data / "root"),
             "--runroot",
-            str(data / "runroot"),
+            str(podman_runroot(layout)),
             "--storage-driver",
             "vfs",
             "system",

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Set up everything and run the whole test suite: lint, types, then pytest against real
+# local services (each test session starts its own stack on free loopback ports).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+.venv/bin/ruff check .
+.venv/bin/mypy
+.venv/bin/python -m pytest -p no:cacheprovider -q "$@"
