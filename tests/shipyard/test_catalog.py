@@ -99,5 +99,5 @@ def test_load_from_repo_dir(tmp_path: Path) -> None:
 
 
 def test_missing_catalog_says_what_to_do(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="create shipyard-catalog.yaml"):
+    with pytest.raises(ConfigError, match=r"create shipyard-catalog\.yaml"):
         load_catalog(tmp_path)
