@@ -1,0 +1,129 @@
+"""The S3 port against the stack's real moto S3 server (and a 503-injecting proxy)."""
+
+from __future__ import annotations
+
+import json
+import random
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from blocks.storage import s3_client
+from shipyard.errors import ConfigError, PermanentError, TransientError
+from tasks.backup_cluster import S3Store, run_retention
+from tasks.backup_manifest import (
+    MANIFEST_NAME,
+    backup_root,
+    build_manifest,
+    new_backup_id,
+    object_key,
+)
+from tests.fixtures.services import Stack
+from tests.tasks.s3_faults import faulty_s3
+
+AWS_ENV = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")
+
+
+@pytest.fixture
+def s3_env(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Stack:
+    """Credentials of the stack's moto server in the environment (boto3's usual chain)."""
+    for key in AWS_ENV:
+        monkeypatch.setenv(key, stack.env[key])
+    return stack
+
+
+@pytest.fixture
+def bucket(s3_env: Stack) -> Iterator[str]:
+    """A fresh bucket per test."""
+    name = f"dr-{uuid.uuid4().hex[:12]}"
+    client = s3_client(s3_env.s3_endpoint)
+    client.create_bucket(Bucket=name)
+    yield name
+
+
+@pytest.fixture
+def store(s3_env: Stack, bucket: str) -> S3Store:
+    return S3Store(s3_client(s3_env.s3_endpoint), bucket)
+
+
+def test_put_requests_sse_and_verifies_checksum(store: S3Store) -> None:
+    store.put("p/a.json", b'{"a":1}')
+    head = store.client.head_object(Bucket=store.bucket, Key="p/a.json", ChecksumMode="ENABLED")
+    assert head["ServerSideEncryption"] == "AES256"
+    assert head["ChecksumSHA256"]
+    assert store.get("p/a.json") == b'{"a":1}'
+    assert store.get("p/missing.json") is None
+    assert store.exists("p/a.json") and not store.exists("p/b.json")
+
+
+def test_missing_bucket_is_a_config_error(s3_env: Stack) -> None:
+    store = S3Store(s3_client(s3_env.s3_endpoint), f"nope-{uuid.uuid4().hex[:8]}")
+    with pytest.raises(ConfigError, match="does not exist"):
+        store.check_bucket()
+    with pytest.raises(ConfigError, match="does not exist"):
+        store.put("k", b"x")
+
+
+def test_server_errors_are_retried(s3_env: Stack, bucket: str) -> None:
+    with faulty_s3(s3_env.s3_endpoint, fail_first=3) as proxy:
+        store = S3Store(s3_client(proxy.url), bucket)
+        store.put("r/a.json", b"{}")
+        assert store.get("r/a.json") == b"{}"
+    assert proxy.failed == 3
+    assert proxy.forwarded >= 2
+
+
+def test_persistent_server_errors_become_transient(s3_env: Stack, bucket: str) -> None:
+    with faulty_s3(s3_env.s3_endpoint, fail_first=1000) as proxy:
+        store = S3Store(s3_client(proxy.url), bucket)
+        with pytest.raises(TransientError):
+            store.put("r/a.json", b"{}")
+    assert proxy.failed >= 5  # botocore standard mode retried before giving up
+
+
+def test_access_denied_is_permanent(s3_env: Stack, bucket: str, monkeypatch: Any) -> None:
+    # moto accepts any key; a malformed bucket name is the nearest permanent 4xx it has
+    store = S3Store(s3_client(s3_env.s3_endpoint), "Invalid_Bucket_Name")
+    with pytest.raises(PermanentError):
+        store.put("k", b"x")
+
+
+def _fake_backup(store: S3Store, prefix: str, created: datetime, complete: bool = True) -> str:
+    backup_id = new_backup_id(created, random.Random(created.timestamp()))
+    root = backup_root(prefix, "prod", backup_id)
+    store.put(object_key(root, "objects/ns/core/ConfigMap/a.json"), b"{}")
+    if complete:
+        manifest = build_manifest(
+            backup_id=backup_id, cluster="prod", created_at=created, entries=[], namespaces=["ns"]
+        )
+        store.put(object_key(root, MANIFEST_NAME), manifest.model_dump_json().encode())
+    return backup_id
+
+
+def test_listing_ignores_incomplete_backups_and_retention_deletes(store: S3Store) -> None:
+    now = datetime.now(UTC)
+    ids = [_fake_backup(store, "bk", now - timedelta(days=d)) for d in (30, 20, 2, 1)]
+    partial = _fake_backup(store, "bk", now - timedelta(days=40), complete=False)
+    assert store.complete_backups("bk", "prod") == sorted(ids)
+    result = run_retention(
+        store, prefix="bk", cluster="prod", keep_last=2, max_age=timedelta(days=7), now=now
+    )
+    assert result.deleted == sorted(ids[:2])
+    assert result.kept == 2
+    assert store.complete_backups("bk", "prod") == sorted(ids[2:])
+    for gone in ids[:2]:
+        assert store.list_keys(backup_root("bk", "prod", gone)) == []
+    # incomplete backups are not "complete", never chosen, and left to the operator
+    assert store.list_keys(backup_root("bk", "prod", partial))
+
+
+def test_read_manifest_unknown_id(store: S3Store) -> None:
+    with pytest.raises(ConfigError, match="no backup"):
+        store.read_manifest("bk", "prod", "20200101T000000Z-000000")
+    store.put("bk/prod/20200101T000000Z-000001/manifest.json", b"not json")
+    with pytest.raises(PermanentError, match="corrupt"):
+        store.read_manifest("bk", "prod", "20200101T000000Z-000001")
+    assert json.loads(b"{}") == {}
