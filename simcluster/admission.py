@@ -27,6 +27,16 @@ _LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 _LABEL_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
 _ip_counter = itertools.count(10)
+_LABEL_VALUE_MSG = (
+    "a valid label must be an empty string or consist of alphanumeric characters, "
+    "'-', '_' or '.', and must start and end with an alphanumeric character"
+)
+_POD_UPDATE_MSG = (
+    "Forbidden: pod updates may not change fields other than `spec.containers[*].image`, "
+    "`spec.initContainers[*].image`, `spec.activeDeadlineSeconds`, `spec.tolerations` "
+    "(only additions to existing tolerations) or `spec.terminationGracePeriodSeconds` "
+    "(allow it to be set to 1 if it was previously negative)"
+)
 _node_counter = itertools.count()
 
 DNS_LABEL_KINDS = {"Namespace", "Service"}
@@ -34,6 +44,8 @@ DNS_LABEL_KINDS = {"Namespace", "Service"}
 
 def admit(rt: ResourceType, obj: JSON, old: JSON | None, store: Store) -> None:
     """Default then validate ``obj`` (``old`` set on update); raise 422 Invalid."""
+    if rt.group in _BUILTIN_GROUPS or rt.group.endswith(".k8s.io"):
+        _prune_nulls(obj)
     _default(rt, obj, old, store)
     causes = _validate_meta(rt, obj)
     check = _VALIDATORS.get(rt.kind) if rt.group in _BUILTIN_GROUPS else None
@@ -46,6 +58,18 @@ def admit(rt: ResourceType, obj: JSON, old: JSON | None, store: Store) -> None:
 
 
 _BUILTIN_GROUPS = {"", "apps", "batch", "networking.k8s.io", "rbac.authorization.k8s.io"}
+
+
+def _prune_nulls(node: Any) -> None:
+    """Drop null fields, as decoding into typed (omitempty) structs does on real servers."""
+    if isinstance(node, dict):
+        for key in [k for k, v in node.items() if v is None]:
+            del node[key]
+        for v in node.values():
+            _prune_nulls(v)
+    elif isinstance(node, list):
+        for v in node:
+            _prune_nulls(v)
 
 
 def _validate_meta(rt: ResourceType, obj: JSON) -> list[Cause]:
@@ -71,12 +95,32 @@ def _validate_meta(rt: ResourceType, obj: JSON) -> list[Cause]:
     for key, value in labels.items():
         base = key.rsplit("/", 1)[-1]
         if not _LABEL_NAME.match(base) or len(base) > 63:
-            causes.append(("FieldValueInvalid", "metadata.labels", f'Invalid value: "{key}": name part must consist of alphanumeric characters'))
+            causes.append(
+                (
+                    "FieldValueInvalid",
+                    "metadata.labels",
+                    f'Invalid value: "{key}": name part must consist of alphanumeric characters',
+                )
+            )
         if not isinstance(value, str) or len(value) > 63 or not _LABEL_VALUE.match(value):
-            causes.append(("FieldValueInvalid", "metadata.labels", f'Invalid value: "{value}": a valid label must be an empty string or consist of alphanumeric characters, \'-\', \'_\' or \'.\', and must start and end with an alphanumeric character'))
+            causes.append(
+                (
+                    "FieldValueInvalid",
+                    "metadata.labels",
+                    f'Invalid value: "{value}": {_LABEL_VALUE_MSG}',
+                )
+            )
     annotations = meta.get("annotations") or {}
-    if not isinstance(annotations, dict) or not all(isinstance(v, str) for v in annotations.values()):
-        causes.append(("FieldValueInvalid", "metadata.annotations", "Invalid value: annotation values must be strings"))
+    if not isinstance(annotations, dict) or not all(
+        isinstance(v, str) for v in annotations.values()
+    ):
+        causes.append(
+            (
+                "FieldValueInvalid",
+                "metadata.annotations",
+                "Invalid value: annotation values must be strings",
+            )
+        )
     return causes
 
 
@@ -95,7 +139,9 @@ def default_pod_spec(spec: JSON) -> None:
             continue
         image = str(c.get("image", ""))
         tagless = ":" not in image.rsplit("/", 1)[-1] and "@" not in image
-        c.setdefault("imagePullPolicy", "Always" if tagless or image.endswith(":latest") else "IfNotPresent")
+        c.setdefault(
+            "imagePullPolicy", "Always" if tagless or image.endswith(":latest") else "IfNotPresent"
+        )
         c.setdefault("terminationMessagePath", "/dev/termination-log")
         c.setdefault("terminationMessagePolicy", "File")
         c.setdefault("resources", {})
@@ -118,7 +164,9 @@ def _default(rt: ResourceType, obj: JSON, old: JSON | None, store: Store) -> Non
         obj.setdefault("spec", {}).setdefault("finalizers", ["kubernetes"])
         if not obj["metadata"].get("deletionTimestamp"):
             obj["status"] = {"phase": "Active"}
-        obj["metadata"].setdefault("labels", {})["kubernetes.io/metadata.name"] = obj["metadata"]["name"]
+        obj["metadata"].setdefault("labels", {})["kubernetes.io/metadata.name"] = obj["metadata"][
+            "name"
+        ]
     elif kind == "Pod" and isinstance(spec, dict):
         default_pod_spec(spec)
         spec.setdefault("serviceAccountName", "default")
@@ -129,8 +177,12 @@ def _default(rt: ResourceType, obj: JSON, old: JSON | None, store: Store) -> Non
                 "phase": "Pending",
                 "qosClass": "BestEffort",
                 "conditions": [
-                    {"type": "PodScheduled", "status": "True", "lastProbeTime": None,
-                     "lastTransitionTime": obj["metadata"]["creationTimestamp"]}
+                    {
+                        "type": "PodScheduled",
+                        "status": "True",
+                        "lastProbeTime": None,
+                        "lastTransitionTime": obj["metadata"]["creationTimestamp"],
+                    }
                 ],
             }
         else:
@@ -148,11 +200,16 @@ def _default(rt: ResourceType, obj: JSON, old: JSON | None, store: Store) -> Non
             spec.setdefault("progressDeadlineSeconds", 600)
         if kind == "StatefulSet":
             spec.setdefault("podManagementPolicy", "OrderedReady")
-            spec.setdefault("updateStrategy", {"type": "RollingUpdate", "rollingUpdate": {"partition": 0}})
+            spec.setdefault(
+                "updateStrategy", {"type": "RollingUpdate", "rollingUpdate": {"partition": 0}}
+            )
         _default_template(obj)
     elif kind == "DaemonSet" and isinstance(spec, dict):
         spec.setdefault("revisionHistoryLimit", 10)
-        spec.setdefault("updateStrategy", {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}})
+        spec.setdefault(
+            "updateStrategy",
+            {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}},
+        )
         _default_template(obj)
     elif kind == "Job" and isinstance(spec, dict):
         spec.setdefault("parallelism", 1)
@@ -164,13 +221,17 @@ def _default(rt: ResourceType, obj: JSON, old: JSON | None, store: Store) -> Non
             uid = obj["metadata"]["uid"]
             spec["manualSelector"] = False
             spec["selector"] = {"matchLabels": {"batch.kubernetes.io/controller-uid": uid}}
-            labels = spec.setdefault("template", {}).setdefault("metadata", {}).setdefault("labels", {})
-            labels.update({
-                "batch.kubernetes.io/controller-uid": uid,
-                "batch.kubernetes.io/job-name": obj["metadata"]["name"],
-                "controller-uid": uid,
-                "job-name": obj["metadata"]["name"],
-            })
+            labels = (
+                spec.setdefault("template", {}).setdefault("metadata", {}).setdefault("labels", {})
+            )
+            labels.update(
+                {
+                    "batch.kubernetes.io/controller-uid": uid,
+                    "batch.kubernetes.io/job-name": obj["metadata"]["name"],
+                    "controller-uid": uid,
+                    "job-name": obj["metadata"]["name"],
+                }
+            )
         elif old is not None:
             spec["selector"] = (old.get("spec") or {}).get("selector", spec.get("selector"))
         _default_template(obj)
@@ -213,10 +274,26 @@ def _default(rt: ResourceType, obj: JSON, old: JSON | None, store: Store) -> Non
             names.setdefault("listKind", f"{names.get('kind', '')}List")
         obj["status"] = {
             "acceptedNames": names,
-            "storedVersions": [v.get("name") for v in spec.get("versions") or [] if isinstance(v, dict) and v.get("storage")],
+            "storedVersions": [
+                v.get("name")
+                for v in spec.get("versions") or []
+                if isinstance(v, dict) and v.get("storage")
+            ],
             "conditions": [
-                {"type": "NamesAccepted", "status": "True", "reason": "NoConflicts", "message": "no conflicts found", "lastTransitionTime": obj["metadata"]["creationTimestamp"]},
-                {"type": "Established", "status": "True", "reason": "InitialNamesAccepted", "message": "the initial names have been accepted", "lastTransitionTime": obj["metadata"]["creationTimestamp"]},
+                {
+                    "type": "NamesAccepted",
+                    "status": "True",
+                    "reason": "NoConflicts",
+                    "message": "no conflicts found",
+                    "lastTransitionTime": obj["metadata"]["creationTimestamp"],
+                },
+                {
+                    "type": "Established",
+                    "status": "True",
+                    "reason": "InitialNamesAccepted",
+                    "message": "the initial names have been accepted",
+                    "lastTransitionTime": obj["metadata"]["creationTimestamp"],
+                },
             ],
         }
 
@@ -224,7 +301,11 @@ def _default(rt: ResourceType, obj: JSON, old: JSON | None, store: Store) -> Non
 def _pick_node(store: Store) -> str:
     rt = store.registry.by_key("", "nodes")
     assert rt is not None
-    nodes = [n["metadata"]["name"] for n in store.list(rt) if not (n.get("spec") or {}).get("unschedulable")]
+    nodes = [
+        n["metadata"]["name"]
+        for n in store.select(rt)
+        if not (n.get("spec") or {}).get("unschedulable")
+    ]
     if not nodes:
         return ""
     return nodes[next(_node_counter) % len(nodes)]
@@ -243,26 +324,58 @@ def _containers(spec: Any, field: str) -> list[Cause]:
     seen: set[str] = set()
     for i, c in enumerate(containers):
         if not isinstance(c, dict):
-            causes.append(("FieldValueInvalid", f"{field}.containers[{i}]", "Invalid value: must be an object"))
+            causes.append(
+                (
+                    "FieldValueInvalid",
+                    f"{field}.containers[{i}]",
+                    "Invalid value: must be an object",
+                )
+            )
             continue
         if not c.get("name"):
             causes.append(("FieldValueRequired", f"{field}.containers[{i}].name", "Required value"))
         elif c["name"] in seen:
-            causes.append(("FieldValueDuplicate", f"{field}.containers[{i}].name", f'Duplicate value: "{c["name"]}"'))
+            causes.append(
+                (
+                    "FieldValueDuplicate",
+                    f"{field}.containers[{i}].name",
+                    f'Duplicate value: "{c["name"]}"',
+                )
+            )
         seen.add(str(c.get("name")))
         if not c.get("image"):
-            causes.append(("FieldValueRequired", f"{field}.containers[{i}].image", "Required value"))
+            causes.append(
+                ("FieldValueRequired", f"{field}.containers[{i}].image", "Required value")
+            )
     return causes
+
+
+def _mutable_stripped(spec: JSON) -> JSON:
+    return {
+        k: v
+        for k, v in spec.items()
+        if k not in ("containers", "activeDeadlineSeconds", "tolerations")
+    }
+
+
+def _without_images(spec: JSON) -> list[JSON]:
+    return [{k: v for k, v in c.items() if k != "image"} for c in spec.get("containers") or []]
 
 
 def _validate_pod(obj: JSON, old: JSON | None) -> list[Cause]:
     causes = _containers(obj.get("spec"), "spec")
     if old is not None and not causes:
         new_spec, old_spec = obj.get("spec") or {}, old.get("spec") or {}
-        strip = lambda s: {k: v for k, v in s.items() if k not in ("containers", "activeDeadlineSeconds", "tolerations")}  # noqa: E731
-        images = lambda s: [{k: v for k, v in c.items() if k != "image"} for c in s.get("containers") or []]  # noqa: E731
-        if strip(new_spec) != strip(old_spec) or images(new_spec) != images(old_spec):
-            causes.append(("FieldValueForbidden", "spec", "Forbidden: pod updates may not change fields other than `spec.containers[*].image`, `spec.initContainers[*].image`, `spec.activeDeadlineSeconds`, `spec.tolerations` (only additions to existing tolerations) or `spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)"))
+        if _mutable_stripped(new_spec) != _mutable_stripped(old_spec) or _without_images(
+            new_spec
+        ) != _without_images(old_spec):
+            causes.append(
+                (
+                    "FieldValueForbidden",
+                    "spec",
+                    _POD_UPDATE_MSG,
+                )
+            )
     return causes
 
 
@@ -274,22 +387,50 @@ def _validate_workload(obj: JSON, old: JSON | None) -> list[Cause]:
     selector = spec.get("selector")
     template = spec.get("template") or {}
     labels = (template.get("metadata") or {}).get("labels") or {}
-    if not isinstance(selector, dict) or not (selector.get("matchLabels") or selector.get("matchExpressions")):
+    if not isinstance(selector, dict) or not (
+        selector.get("matchLabels") or selector.get("matchExpressions")
+    ):
         causes.append(("FieldValueRequired", "spec.selector", "Required value"))
     elif not match_label_selector(selector, labels):
-        causes.append(("FieldValueInvalid", "spec.template.metadata.labels", f"Invalid value: {labels}: `selector` does not match template `labels`"))
-    if old is not None and selector != (old.get("spec") or {}).get("selector") and obj["kind"] != "Job":
-        causes.append(("FieldValueInvalid", "spec.selector", f"Invalid value: {selector}: field is immutable"))
+        causes.append(
+            (
+                "FieldValueInvalid",
+                "spec.template.metadata.labels",
+                f"Invalid value: {labels}: `selector` does not match template `labels`",
+            )
+        )
+    if (
+        old is not None
+        and selector != (old.get("spec") or {}).get("selector")
+        and obj["kind"] != "Job"
+    ):
+        causes.append(
+            ("FieldValueInvalid", "spec.selector", f"Invalid value: {selector}: field is immutable")
+        )
     replicas = spec.get("replicas", 1)
     if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
-        causes.append(("FieldValueInvalid", "spec.replicas", f"Invalid value: {replicas}: must be greater than or equal to 0"))
+        causes.append(
+            (
+                "FieldValueInvalid",
+                "spec.replicas",
+                f"Invalid value: {replicas}: must be greater than or equal to 0",
+            )
+        )
     causes += _containers(template.get("spec"), "spec.template.spec")
     if obj["kind"] == "Job":
         policy = (template.get("spec") or {}).get("restartPolicy")
         if policy not in ("Never", "OnFailure"):
-            causes.append(("FieldValueNotSupported", "spec.template.spec.restartPolicy", f'Unsupported value: "{policy}": supported values: "OnFailure", "Never"'))
+            causes.append(
+                (
+                    "FieldValueNotSupported",
+                    "spec.template.spec.restartPolicy",
+                    f'Unsupported value: "{policy}": supported values: "OnFailure", "Never"',
+                )
+            )
         if old is not None and template != ((old.get("spec") or {}).get("template") or {}):
-            causes.append(("FieldValueInvalid", "spec.template", "Invalid value: field is immutable"))
+            causes.append(
+                ("FieldValueInvalid", "spec.template", "Invalid value: field is immutable")
+            )
     return causes
 
 
@@ -299,13 +440,21 @@ def _validate_service(obj: JSON, old: JSON | None) -> list[Cause]:
     for i, port in enumerate(spec.get("ports") or []):
         p = port.get("port") if isinstance(port, dict) else None
         if not isinstance(p, int) or not 0 < p < 65536:
-            causes.append(("FieldValueInvalid", f"spec.ports[{i}].port", f"Invalid value: {p}: must be between 1 and 65535, inclusive"))
+            causes.append(
+                (
+                    "FieldValueInvalid",
+                    f"spec.ports[{i}].port",
+                    f"Invalid value: {p}: must be between 1 and 65535, inclusive",
+                )
+            )
     return causes
 
 
 def _validate_configmap(obj: JSON, old: JSON | None) -> list[Cause]:
     data = obj.get("data")
-    if data is not None and (not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values())):
+    if data is not None and (
+        not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values())
+    ):
         return [("FieldValueInvalid", "data", "Invalid value: values must be strings")]
     return []
 
@@ -313,10 +462,23 @@ def _validate_configmap(obj: JSON, old: JSON | None) -> list[Cause]:
 def _validate_crd(obj: JSON) -> list[Cause]:
     rt = crd_resource_type(obj)
     if rt is None:
-        return [("FieldValueRequired", "spec", "Required value: group, names.plural, names.kind and versions are required")]
+        return [
+            (
+                "FieldValueRequired",
+                "spec",
+                "Required value: group, names.plural, names.kind and versions are required",
+            )
+        ]
     expected = f"{rt.plural}.{rt.group}"
     if obj["metadata"]["name"] != expected:
-        return [("FieldValueInvalid", "metadata.name", f'Invalid value: "{obj["metadata"]["name"]}": must be spec.names.plural+"."+spec.group')]
+        return [
+            (
+                "FieldValueInvalid",
+                "metadata.name",
+                f'Invalid value: "{obj["metadata"]["name"]}": '
+                'must be spec.names.plural+"."+spec.group',
+            )
+        ]
     return []
 
 

@@ -28,7 +28,7 @@ from simcluster.faults import FaultInjector, FaultRule
 from simcluster.logs import LogStore
 from simcluster.resources import ResourceType
 from simcluster.selectors import parse_field_selector, parse_label_selector, selector_to_string
-from simcluster.store import Store, clone
+from simcluster.store import Store, WatchEvent, clone
 
 JSON = dict[str, Any]
 Scope = MutableMapping[str, Any]
@@ -110,16 +110,28 @@ class SimApp:
                 break
         from urllib.parse import parse_qsl
 
-        query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True))
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        query = dict(
+            parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
+        )
+        headers = {
+            k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])
+        }
         req = Request(scope["method"], scope["path"], query, headers, body)
         fault = self._fault_for(req)
         if fault is not None:
             if fault.delay:
                 await asyncio.sleep(fault.delay)
             if fault.kind == "drop":
-                await send({"type": "http.response.start", "status": 200,
-                            "headers": [(b"content-type", b"application/json"), (b"content-length", b"4096")]})
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": 200,
+                        "headers": [
+                            (b"content-type", b"application/json"),
+                            (b"content-length", b"4096"),
+                        ],
+                    }
+                )
                 await send({"type": "http.response.body", "body": b'{"kind":', "more_body": True})
                 raise ConnectionAbortedError("simulated dropped connection")
             if fault.kind in ("429", "500", "503"):
@@ -129,13 +141,21 @@ class SimApp:
             resp = await self.handle(req)
         except ApiError as exc:
             resp = Response(exc.code, exc.status(), headers=exc.headers)
-        except Exception as exc:  # noqa: BLE001 - any bug becomes a Status, never a traceback
+        except Exception as exc:
             log.exception("internal error on %s %s", req.method, req.path)
-            resp = Response(500, ApiError(500, "InternalError", f"Internal error occurred: {type(exc).__name__}: {exc}").status())
+            resp = Response(
+                500,
+                ApiError(
+                    500, "InternalError", f"Internal error occurred: {type(exc).__name__}: {exc}"
+                ).status(),
+            )
         await self._send(send, resp)
 
     async def _send(self, send: Send, resp: Response) -> None:
-        headers = [(b"content-type", resp.content_type.encode()), (b"cache-control", b"no-cache, private")]
+        headers = [
+            (b"content-type", resp.content_type.encode()),
+            (b"cache-control", b"no-cache, private"),
+        ]
         for k, v in (resp.headers or {}).items():
             headers.append((k.lower().encode(), v.encode()))
         if resp.stream is not None:
@@ -230,7 +250,11 @@ class SimApp:
             return None
         name = rest[1] if len(rest) > 1 else None
         sub = rest[2] if len(rest) > 2 else ""
-        if sub and sub not in rt.subresources and not (rt.key == ("", "namespaces") and sub == "finalize"):
+        if (
+            sub
+            and sub not in rt.subresources
+            and not (rt.key == ("", "namespaces") and sub == "finalize")
+        ):
             return None
         if namespace is not None and not rt.namespaced:
             return None
@@ -289,7 +313,9 @@ class SimApp:
                 return yaml.safe_load(req.body)
             return json.loads(req.body)
         except (ValueError, yaml.YAMLError) as exc:
-            raise errors.bad_request(f"couldn't get version/kind; json parse error: {exc}") from None
+            raise errors.bad_request(
+                f"couldn't get version/kind; json parse error: {exc}"
+            ) from None
 
     def _object_body(self, req: Request, t: Target) -> JSON:
         body = self._body(req)
@@ -298,7 +324,8 @@ class SimApp:
         kind = body.get("kind")
         if kind and kind != t.rt.kind and t.sub != "scale":
             raise errors.bad_request(
-                f"the API version in the data ({body.get('apiVersion')}) does not match the expected "
+                f"the API version in the data ({body.get('apiVersion')}) does not match "
+                "the expected "
                 f"API version ({t.rt.api_version(t.version)}) or kind {kind} is not {t.rt.kind}"
             )
         meta = body.get("metadata")
@@ -307,7 +334,9 @@ class SimApp:
         return body
 
     def _manager(self, req: Request) -> str:
-        return req.query.get("fieldManager") or managed.manager_from_user_agent(req.headers.get("user-agent", ""))
+        return req.query.get("fieldManager") or managed.manager_from_user_agent(
+            req.headers.get("user-agent", "")
+        )
 
     def _dry_run(self, req: Request) -> bool:
         return req.query.get("dryRun") == "All"
@@ -322,7 +351,7 @@ class SimApp:
 
     def _list(self, req: Request, t: Target) -> Response:
         labels, fields = self._selectors(req)
-        items = self.store.list(t.rt, t.namespace, labels, fields)
+        items = self.store.select(t.rt, t.namespace, labels, fields)
         rv = str(self.store.resource_version)
         meta: JSON = {"resourceVersion": rv}
         start = req.query.get("continue")
@@ -332,7 +361,11 @@ class SimApp:
                 after = tuple(token["start"])
             except (ValueError, KeyError, TypeError, binascii.Error):
                 raise errors.bad_request("invalid continue token") from None
-            items = [o for o in items if (o["metadata"].get("namespace", ""), o["metadata"]["name"]) > after]
+            items = [
+                o
+                for o in items
+                if (o["metadata"].get("namespace", ""), o["metadata"]["name"]) > after
+            ]
         limit_text = req.query.get("limit")
         if limit_text:
             try:
@@ -342,27 +375,43 @@ class SimApp:
             if 0 < limit < len(items):
                 last = items[limit - 1]["metadata"]
                 meta["continue"] = base64.urlsafe_b64encode(
-                    json.dumps({"rv": rv, "start": [last.get("namespace", ""), last["name"]]}).encode()
+                    json.dumps(
+                        {"rv": rv, "start": [last.get("namespace", ""), last["name"]]}
+                    ).encode()
                 ).decode()
                 meta["remainingItemCount"] = len(items) - limit
                 items = items[:limit]
         items = [self._out(o, t) for o in items]
         if tables.wants_table(req.headers.get("accept", "")):
             return Response(body=tables.to_table(t.rt, items, meta))
-        return Response(body={"kind": t.rt.list_kind, "apiVersion": t.rt.api_version(t.version), "metadata": meta, "items": items})
+        return Response(
+            body={
+                "kind": t.rt.list_kind,
+                "apiVersion": t.rt.api_version(t.version),
+                "metadata": meta,
+                "items": items,
+            }
+        )
 
     def _create(self, req: Request, t: Target) -> Response:
         if t.rt.namespaced and t.namespace is None:
             raise errors.method_not_allowed()
         body = self._object_body(req, t)
-        obj = self.store.create(t.rt, body, t.namespace or "", manager=self._manager(req), dry_run=self._dry_run(req))
+        obj = self.store.create(
+            t.rt, body, t.namespace or "", manager=self._manager(req), dry_run=self._dry_run(req)
+        )
         return Response(201, self._out(obj, t))
 
     def _update(self, req: Request, t: Target) -> Response:
         body = self._object_body(req, t)
         obj = self.store.update(
-            t.rt, body, t.namespace or "", t.name, subresource=t.sub,
-            manager=self._manager(req), dry_run=self._dry_run(req),
+            t.rt,
+            body,
+            t.namespace or "",
+            t.name,
+            subresource=t.sub,
+            manager=self._manager(req),
+            dry_run=self._dry_run(req),
         )
         return Response(body=self._out(obj, t))
 
@@ -375,7 +424,17 @@ class SimApp:
             return self._apply(req, t, manager)
         if ctype not in (patch.MERGE_PATCH, patch.JSON_PATCH, patch.STRATEGIC):
             raise errors.unsupported_media_type(ctype)
-        if ctype == patch.STRATEGIC and t.rt.group not in ("", "apps", "batch", "networking.k8s.io", "rbac.authorization.k8s.io", "policy", "coordination.k8s.io", "autoscaling", "storage.k8s.io"):
+        if ctype == patch.STRATEGIC and t.rt.group not in (
+            "",
+            "apps",
+            "batch",
+            "networking.k8s.io",
+            "rbac.authorization.k8s.io",
+            "policy",
+            "coordination.k8s.io",
+            "autoscaling",
+            "storage.k8s.io",
+        ):
             raise errors.unsupported_media_type(ctype)
         body = self._body(req)
         live = clone(self.store.get(t.rt, ns, t.name))
@@ -384,19 +443,30 @@ class SimApp:
         else:
             if not isinstance(body, dict):
                 raise errors.bad_request("the patch must be a JSON object")
-            new = patch.merge_patch(live, body) if ctype == patch.MERGE_PATCH else patch.strategic_merge_patch(live, body)
+            new = (
+                patch.merge_patch(live, body)
+                if ctype == patch.MERGE_PATCH
+                else patch.strategic_merge_patch(live, body)
+            )
         if not isinstance(new, dict):
             raise errors.bad_request("the patch did not produce an object")
         meta = new.setdefault("metadata", {})
         if not isinstance(meta, dict):
             raise errors.bad_request("metadata must be an object")
-        requested_rv = (body.get("metadata") or {}).get("resourceVersion") if isinstance(body, dict) else None
+        requested_rv = (
+            (body.get("metadata") or {}).get("resourceVersion") if isinstance(body, dict) else None
+        )
         if not requested_rv and ctype != patch.JSON_PATCH:
             meta["resourceVersion"] = live["metadata"]["resourceVersion"]
-        elif ctype == patch.JSON_PATCH and meta.get("resourceVersion") == live["metadata"]["resourceVersion"]:
+        elif (
+            ctype == patch.JSON_PATCH
+            and meta.get("resourceVersion") == live["metadata"]["resourceVersion"]
+        ):
             pass
         meta.setdefault("resourceVersion", live["metadata"]["resourceVersion"])
-        obj = self.store.update(t.rt, new, ns, t.name, subresource=t.sub, manager=manager, dry_run=self._dry_run(req))
+        obj = self.store.update(
+            t.rt, new, ns, t.name, subresource=t.sub, manager=manager, dry_run=self._dry_run(req)
+        )
         return Response(body=self._out(obj, t))
 
     def _apply(self, req: Request, t: Target, manager: str) -> Response:
@@ -426,13 +496,19 @@ class SimApp:
             new["status"] = patch.merge_patch(live.get("status") or {}, applied.get("status") or {})
             obj = self.store.update(t.rt, new, ns, t.name, subresource="status", manager=manager)
             return Response(body=self._out(obj, t))
-        new = managed.apply(clone(live) if live else None, applied, manager, api_version, now_iso(), force)
+        new = managed.apply(
+            clone(live) if live else None, applied, manager, api_version, now_iso(), force
+        )
         if live is None:
-            obj = self.store.create(t.rt, new, ns, manager=manager, dry_run=self._dry_run(req), fields_set=True)
+            obj = self.store.create(
+                t.rt, new, ns, manager=manager, dry_run=self._dry_run(req), fields_set=True
+            )
             return Response(201, self._out(obj, t))
         if not meta.get("resourceVersion"):
             new["metadata"]["resourceVersion"] = live["metadata"]["resourceVersion"]
-        obj = self.store.update(t.rt, new, ns, t.name, manager=manager, dry_run=self._dry_run(req), fields_set=True)
+        obj = self.store.update(
+            t.rt, new, ns, t.name, manager=manager, dry_run=self._dry_run(req), fields_set=True
+        )
         return Response(body=self._out(obj, t))
 
     def _delete_options(self, req: Request) -> JSON:
@@ -452,7 +528,10 @@ class SimApp:
             opts["propagationPolicy"] = "Orphan"
         policy = opts.get("propagationPolicy")
         if policy not in (None, "Background", "Foreground", "Orphan"):
-            raise errors.bad_request(f'unsupported propagationPolicy "{policy}": must be one of Orphan, Foreground, Background')
+            raise errors.bad_request(
+                f'unsupported propagationPolicy "{policy}": '
+                "must be one of Orphan, Foreground, Background"
+            )
         if req.query.get("dryRun") == "All" or opts.get("dryRun") == ["All"]:
             opts["dryRun"] = True
         return opts
@@ -461,30 +540,46 @@ class SimApp:
         opts = self._delete_options(req)
         assert t.name is not None
         obj = self.store.delete(
-            t.rt, t.namespace or "", t.name,
+            t.rt,
+            t.namespace or "",
+            t.name,
             propagation=opts.get("propagationPolicy"),
             preconditions=opts.get("preconditions"),
             dry_run=bool(opts.get("dryRun")),
         )
-        pending = self.store.try_get(t.rt, t.namespace or "", t.name) is not None and not opts.get("dryRun")
+        pending = self.store.try_get(t.rt, t.namespace or "", t.name) is not None and not opts.get(
+            "dryRun"
+        )
         return Response(202 if pending else 200, self._out(obj, t))
 
     def _delete_collection(self, req: Request, t: Target) -> Response:
         opts = self._delete_options(req)
         labels, fields = self._selectors(req)
         deleted = []
-        for obj in list(self.store.list(t.rt, t.namespace, labels, fields)):
+        for obj in list(self.store.select(t.rt, t.namespace, labels, fields)):
             meta = obj["metadata"]
             try:
-                deleted.append(self.store.delete(
-                    t.rt, meta.get("namespace", ""), meta["name"],
-                    propagation=opts.get("propagationPolicy"), dry_run=bool(opts.get("dryRun")),
-                ))
+                deleted.append(
+                    self.store.delete(
+                        t.rt,
+                        meta.get("namespace", ""),
+                        meta["name"],
+                        propagation=opts.get("propagationPolicy"),
+                        dry_run=bool(opts.get("dryRun")),
+                    )
+                )
             except ApiError as exc:
                 if exc.code != 404:
                     raise
         meta_out = {"resourceVersion": str(self.store.resource_version)}
-        return Response(body={"kind": t.rt.list_kind, "apiVersion": t.rt.api_version(t.version), "metadata": meta_out, "items": deleted})
+        return Response(
+            body={
+                "kind": t.rt.list_kind,
+                "apiVersion": t.rt.api_version(t.version),
+                "metadata": meta_out,
+                "items": deleted,
+            }
+        )
 
     def _scale(self, req: Request, t: Target) -> Response:
         ns, name = t.namespace or "", t.name or ""
@@ -499,11 +594,34 @@ class SimApp:
             new_scale = body
         else:
             ctype = req.headers.get("content-type", "").split(";")[0].strip()
-            new_scale = patch.json_patch(current, body) if ctype == patch.JSON_PATCH else patch.merge_patch(current, body)
-        replicas = ((new_scale or {}).get("spec") or {}).get("replicas") if isinstance(new_scale, dict) else None
+            new_scale = (
+                patch.json_patch(current, body)
+                if ctype == patch.JSON_PATCH
+                else patch.merge_patch(current, body)
+            )
+        replicas = (
+            ((new_scale or {}).get("spec") or {}).get("replicas")
+            if isinstance(new_scale, dict)
+            else None
+        )
         if not isinstance(replicas, int) or replicas < 0:
-            raise errors.invalid("Scale", "autoscaling", name, [("FieldValueInvalid", "spec.replicas", "Invalid value: must be a non-negative integer")])
-        rv = ((new_scale.get("metadata") or {}).get("resourceVersion")) if isinstance(new_scale, dict) else None
+            raise errors.invalid(
+                "Scale",
+                "autoscaling",
+                name,
+                [
+                    (
+                        "FieldValueInvalid",
+                        "spec.replicas",
+                        "Invalid value: must be a non-negative integer",
+                    )
+                ],
+            )
+        rv = (
+            ((new_scale.get("metadata") or {}).get("resourceVersion"))
+            if isinstance(new_scale, dict)
+            else None
+        )
         new = clone(obj)
         new["spec"]["replicas"] = replicas
         if req.method == "PUT" and rv:
@@ -518,15 +636,18 @@ class SimApp:
         container = req.query.get("container") or (containers[0] if len(containers) == 1 else "")
         if not container:
             raise errors.bad_request(
-                f"a container name must be specified for pod {name}, choose one of: [{' '.join(containers)}]"
+                f"a container name must be specified for pod {name}, "
+                f"choose one of: [{' '.join(containers)}]"
             )
-        if container not in containers + [c.get("name", "") for c in (pod.get("spec") or {}).get("initContainers") or []]:
+        if container not in containers + [
+            c.get("name", "") for c in (pod.get("spec") or {}).get("initContainers") or []
+        ]:
             raise errors.bad_request(f"container {container} is not valid for pod {name}")
         data = self.logs.read(ns, name, container)
         tail = req.query.get("tailLines")
         if tail and tail.isdigit():
             lines = data.splitlines(keepends=True)
-            data = b"".join(lines[-int(tail):]) if int(tail) else b""
+            data = b"".join(lines[-int(tail) :]) if int(tail) else b""
         if req.flag("follow"):
             logs = self.logs
             start = len(self.logs.read(ns, name, container))
@@ -568,25 +689,36 @@ class SimApp:
         interval = self.config.bookmark_interval
         api_version = rt.api_version(version)
 
-        def encode(event_type: str, obj: JSON, cached: Callable[[], bytes]) -> bytes:
+        def encode(event_type: str, ev: WatchEvent) -> bytes:
+            obj = ev.obj
             if as_table:
-                table = tables.to_table(rt, [obj], {"resourceVersion": obj["metadata"]["resourceVersion"]})
+                meta = {"resourceVersion": obj["metadata"]["resourceVersion"]}
+                table = tables.to_table(rt, [obj], meta)
                 return orjson.dumps({"type": event_type, "object": table}) + b"\n"
             if obj.get("apiVersion") != api_version:
-                return orjson.dumps({"type": event_type, "object": {**obj, "apiVersion": api_version}}) + b"\n"
-            return cached()
+                obj = {**obj, "apiVersion": api_version}
+                return orjson.dumps({"type": event_type, "object": obj}) + b"\n"
+            return ev.encode(event_type)
 
         def bookmark(end: bool = False) -> bytes:
             meta: JSON = {"resourceVersion": str(store.resource_version)}
             if end:
                 meta["annotations"] = {"k8s.io/initial-events-end": "true"}
-            return orjson.dumps({"type": "BOOKMARK", "object": {"kind": rt.kind, "apiVersion": api_version, "metadata": meta}}) + b"\n"
+            return (
+                orjson.dumps(
+                    {
+                        "type": "BOOKMARK",
+                        "object": {"kind": rt.kind, "apiVersion": api_version, "metadata": meta},
+                    }
+                )
+                + b"\n"
+            )
 
         async def stream() -> AsyncIterator[bytes]:
             loop = asyncio.get_running_loop()
             deadline = loop.time() + timeout
             try:
-                chunk = [encode(typ, ev.obj, lambda ev=ev, typ=typ: ev.encode(typ)) for typ, ev in initial]
+                chunk = [encode(typ, ev) for typ, ev in initial]
                 if initial_end:
                     chunk.append(bookmark(True))
                 if chunk:
@@ -596,15 +728,17 @@ class SimApp:
                     if remaining <= 0:
                         return
                     try:
-                        typ, ev = await asyncio.wait_for(watcher.queue.get(), min(remaining, interval))
+                        typ, ev = await asyncio.wait_for(
+                            watcher.queue.get(), min(remaining, interval)
+                        )
                     except TimeoutError:
                         if bookmarks and loop.time() < deadline:
                             yield bookmark()
                         continue
-                    out = [encode(typ, ev.obj, lambda ev=ev, typ=typ: ev.encode(typ))]
+                    out = [encode(typ, ev)]
                     while not watcher.queue.empty():
                         typ, ev = watcher.queue.get_nowait()
-                        out.append(encode(typ, ev.obj, lambda ev=ev, typ=typ: ev.encode(typ)))
+                        out.append(encode(typ, ev))
                     yield b"".join(out)
             finally:
                 store.unwatch(watcher)
@@ -630,7 +764,9 @@ class SimApp:
     def _sim_control(self, req: Request, parts: list[str]) -> Response:
         if parts == ["faults"]:
             if req.method == "GET":
-                return Response(body={"rules": self.faults.rules(), "injected": self.faults.injected})
+                return Response(
+                    body={"rules": self.faults.rules(), "injected": self.faults.injected}
+                )
             if req.method == "DELETE":
                 self.faults.clear()
                 return Response(body={"rules": []})
@@ -651,7 +787,13 @@ class SimApp:
                 return Response(body={"rules": self.faults.rules()})
             raise errors.method_not_allowed()
         if parts == ["stats"]:
-            return Response(body={"objects": self.store.count(), "watchers": self.store.watcher_count(), "resourceVersion": self.store.resource_version})
+            return Response(
+                body={
+                    "objects": self.store.count(),
+                    "watchers": self.store.watcher_count(),
+                    "resourceVersion": self.store.resource_version,
+                }
+            )
         raise errors.endpoint_not_found()
 
 
@@ -661,16 +803,29 @@ def _verb(req: Request, t: Target) -> str:
         if t.name is None:
             return "watch" if req.flag("watch") or t.watch_path else "list"
         return "get"
-    return {"POST": "create", "PUT": "update", "PATCH": "patch"}.get(m, "deletecollection" if t.name is None else "delete")
+    return {"POST": "create", "PUT": "update", "PATCH": "patch"}.get(
+        m, "deletecollection" if t.name is None else "delete"
+    )
 
 
 def _fault_response(rule: FaultRule) -> Response:
     if rule.kind == "429":
-        err = ApiError(429, "TooManyRequests", "the server has received too many requests and has asked us to try again later (simulated)",
-                       {"retryAfterSeconds": rule.retry_after}, {"Retry-After": str(rule.retry_after)})
+        err = ApiError(
+            429,
+            "TooManyRequests",
+            "the server has received too many requests and has asked us to try again later"
+            " (simulated)",
+            {"retryAfterSeconds": rule.retry_after},
+            {"Retry-After": str(rule.retry_after)},
+        )
     elif rule.kind == "503":
-        err = ApiError(503, "ServiceUnavailable", "the server is currently unable to handle the request (simulated)",
-                       None, {"Retry-After": str(rule.retry_after)})
+        err = ApiError(
+            503,
+            "ServiceUnavailable",
+            "the server is currently unable to handle the request (simulated)",
+            None,
+            {"Retry-After": str(rule.retry_after)},
+        )
     else:
         err = ApiError(500, "InternalError", "Internal error occurred: simulated fault")
     return Response(err.code, err.status(), headers=err.headers)
@@ -683,7 +838,11 @@ def _scale_of(obj: JSON) -> JSON:
     return {
         "kind": "Scale",
         "apiVersion": "autoscaling/v1",
-        "metadata": {k: meta[k] for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp") if k in meta},
+        "metadata": {
+            k: meta[k]
+            for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
+            if k in meta
+        },
         "spec": {"replicas": spec.get("replicas", 0)},
         "status": {
             "replicas": (obj.get("status") or {}).get("replicas", 0),

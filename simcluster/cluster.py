@@ -83,7 +83,12 @@ class SimCluster:
         for i in range(max(1, self.config.nodes)):
             node = _node(f"sim-node-{i + 1}", i)
             created = self.store.create(node_rt, node, manager="kubelet")
-            self.store.update(node_rt, {**created, "status": node["status"]}, subresource="status", manager="kubelet")
+            self.store.update(
+                node_rt,
+                {**created, "status": node["status"]},
+                subresource="status",
+                manager="kubelet",
+            )
 
     # -- running ---------------------------------------------------------------------
 
@@ -91,11 +96,15 @@ class SimCluster:
         """Serve until the uvicorn server is told to exit; call ``ready()`` once listening."""
         self._loop = asyncio.get_running_loop()
         config = uvicorn.Config(
-            self.app, log_level="warning", access_log=False, lifespan="off",
-            timeout_keep_alive=30, http="h11", ws="none",
+            self.app,
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+            timeout_keep_alive=30,
+            http="h11",
+            ws="none",
         )
         self._server = uvicorn.Server(config)
-        self._server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
         tasks = [asyncio.create_task(c.run(), name=c.name) for c in self.controllers]
         serve_task = asyncio.create_task(self._server.serve(sockets=[self._sock]))
         while not self._server.started and not serve_task.done():
@@ -118,7 +127,9 @@ class SimCluster:
 
     def start(self, timeout: float = 10.0) -> SimCluster:
         """Run on a daemon thread; return once the server accepts connections."""
-        self._thread = threading.Thread(target=lambda: asyncio.run(self.serve()), name="simcluster", daemon=True)
+        self._thread = threading.Thread(
+            target=lambda: asyncio.run(self.serve()), name="simcluster", daemon=True
+        )
         self._thread.start()
         if not self._ready.wait(timeout):
             raise RuntimeError("simulated cluster did not start")
@@ -163,8 +174,24 @@ def _node(name: str, index: int) -> dict[str, Any]:
         "status": {
             "capacity": {"cpu": "8", "memory": "32Gi", "pods": "250"},
             "allocatable": {"cpu": "8", "memory": "32Gi", "pods": "250"},
-            "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "kubelet is posting ready status (simulated)"}],
-            "addresses": [{"type": "InternalIP", "address": f"172.18.0.{index + 2}"}, {"type": "Hostname", "address": name}],
-            "nodeInfo": {"kubeletVersion": "v1.32.0-sim", "containerRuntimeVersion": "simcluster://1", "osImage": "simcluster", "operatingSystem": "linux", "architecture": "amd64"},
+            "conditions": [
+                {
+                    "type": "Ready",
+                    "status": "True",
+                    "reason": "KubeletReady",
+                    "message": "kubelet is posting ready status (simulated)",
+                }
+            ],
+            "addresses": [
+                {"type": "InternalIP", "address": f"172.18.0.{index + 2}"},
+                {"type": "Hostname", "address": name},
+            ],
+            "nodeInfo": {
+                "kubeletVersion": "v1.32.0-sim",
+                "containerRuntimeVersion": "simcluster://1",
+                "osImage": "simcluster",
+                "operatingSystem": "linux",
+                "architecture": "amd64",
+            },
         },
     }

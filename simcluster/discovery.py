@@ -32,7 +32,9 @@ def api_versions(server_address: str) -> JSON:
     return {
         "kind": "APIVersions",
         "versions": ["v1"],
-        "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": server_address}],
+        "serverAddressByClientCIDRs": [
+            {"clientCIDR": "0.0.0.0/0", "serverAddress": server_address}
+        ],
     }
 
 
@@ -67,11 +69,17 @@ def _resource_entries(rt: ResourceType) -> list[JSON]:
         main["categories"] = list(rt.categories)
     out = [main]
     for sub in rt.subresources:
-        entry: JSON = {"name": f"{rt.plural}/{sub}", "singularName": "", "namespaced": rt.namespaced}
+        entry: JSON = {
+            "name": f"{rt.plural}/{sub}",
+            "singularName": "",
+            "namespaced": rt.namespaced,
+        }
         if sub == "log":
             entry.update(kind="Pod", verbs=["get"])
         elif sub == "scale":
-            entry.update(kind="Scale", group="autoscaling", version="v1", verbs=["get", "patch", "update"])
+            entry.update(
+                kind="Scale", group="autoscaling", version="v1", verbs=["get", "patch", "update"]
+            )
         else:
             entry.update(kind=rt.kind, verbs=["get", "patch", "update"])
         out.append(entry)

@@ -89,7 +89,9 @@ def conflict(plural: str, group: str, name: str, why: str) -> ApiError:
     )
 
 
-STALE = "the object has been modified; please apply your changes to the latest version and try again"
+STALE = (
+    "the object has been modified; please apply your changes to the latest version and try again"
+)
 
 
 def invalid(kind: str, group: str, name: str, causes: list[tuple[str, str, str]]) -> ApiError:
@@ -127,7 +129,9 @@ def method_not_allowed() -> ApiError:
 def unsupported_media_type(content_type: str) -> ApiError:
     """415 for a PATCH content type the server does not understand."""
     return ApiError(
-        415, "UnsupportedMediaType", f'the body of the request was in an unknown format: "{content_type}"'
+        415,
+        "UnsupportedMediaType",
+        f'the body of the request was in an unknown format: "{content_type}"',
     )
 
 

@@ -12,7 +12,9 @@ from simcluster.store import Store, clone
 JSON = dict[str, Any]
 
 
-def record(store: Store, obj: JSON, etype: str, reason: str, message: str, component: str, host: str = "") -> None:
+def record(
+    store: Store, obj: JSON, etype: str, reason: str, message: str, component: str, host: str = ""
+) -> None:
     """Create or bump (count, lastTimestamp) the Event for ``obj``/``reason``/``message``."""
     rt = store.registry.by_key("", "events")
     assert rt is not None

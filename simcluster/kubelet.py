@@ -43,6 +43,11 @@ class _Gone(Exception):
     """The pod was deleted or replaced; its worker stops."""
 
 
+def _backoff_msg(backoff: float, container: str, pod: str, ns: str, uid: str) -> str:
+    """The CrashLoopBackOff waiting message, worded like the real kubelet's."""
+    return f"back-off {int(backoff)}s restarting failed container={container} pod={pod}_{ns}({uid})"
+
+
 def _truthy(value: Any) -> bool:
     return str(value).lower() in ("true", "1", "yes")
 
@@ -68,7 +73,9 @@ class Kubelet(Controller):
         meta = event.obj["metadata"]
         uid = meta["uid"]
         if event.type == "DELETED" or meta.get("deletionTimestamp"):
-            self._stop(uid, meta.get("namespace", ""), meta["name"], drop_logs=event.type == "DELETED")
+            self._stop(
+                uid, meta.get("namespace", ""), meta["name"], drop_logs=event.type == "DELETED"
+            )
             return
         self._ensure(event.obj)
 
@@ -83,7 +90,10 @@ class Kubelet(Controller):
             if self._images.get(uid) == images:
                 return
             worker.cancel()
-        elif worker is not None or (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+        elif worker is not None or (pod.get("status") or {}).get("phase") in (
+            "Succeeded",
+            "Failed",
+        ):
             if self._images.get(uid) == images:
                 return
         self._images[uid] = images
@@ -101,7 +111,7 @@ class Kubelet(Controller):
             self.logs.drop_pod(ns, name)
 
     def start(self) -> None:
-        for pod in self.store.list(self.rt("", "pods")):
+        for pod in self.store.select(self.rt("", "pods")):
             self._ensure(pod)
 
     async def shutdown(self) -> None:
@@ -120,13 +130,23 @@ class Kubelet(Controller):
             raise _Gone
         return pod
 
-    def _write(self, ns: str, name: str, uid: str, phase: str, containers: dict[str, JSON], reason: str | None = None) -> JSON:
+    def _write(
+        self,
+        ns: str,
+        name: str,
+        uid: str,
+        phase: str,
+        containers: dict[str, JSON],
+        reason: str | None = None,
+    ) -> JSON:
         pod = self._pod(ns, name, uid)
         now = now_iso()
         old = pod.get("status") or {}
         statuses = []
         for c in pod["spec"].get("containers") or []:
-            cs = containers.get(c["name"]) or {"state": {"waiting": {"reason": "ContainerCreating"}}}
+            cs = containers.get(c["name"]) or {
+                "state": {"waiting": {"reason": "ContainerCreating"}}
+            }
             entry: JSON = {
                 "name": c["name"],
                 "image": c.get("image", ""),
@@ -147,8 +167,14 @@ class Kubelet(Controller):
         def cond(ctype: str, ok: bool, why: str = "") -> JSON:
             status = "True" if ok else "False"
             prev = conds_old.get(ctype)
-            c: JSON = {"type": ctype, "status": status, "lastProbeTime": None,
-                       "lastTransitionTime": prev["lastTransitionTime"] if prev and prev.get("status") == status else now}
+            c: JSON = {
+                "type": ctype,
+                "status": status,
+                "lastProbeTime": None,
+                "lastTransitionTime": prev["lastTransitionTime"]
+                if prev and prev.get("status") == status
+                else now,
+            }
             if not ok and why:
                 c["reason"] = why
             return c
@@ -179,7 +205,9 @@ class Kubelet(Controller):
             return pod
         new = clone(pod)
         new["status"] = status
-        return self.store.update(self.rt("", "pods"), new, ns, subresource="status", manager="kubelet")
+        return self.store.update(
+            self.rt("", "pods"), new, ns, subresource="status", manager="kubelet"
+        )
 
     def _host_ip(self, pod: JSON) -> str:
         node = self.store.try_get(self.rt("", "nodes"), "", pod["spec"].get("nodeName", ""))
@@ -188,14 +216,20 @@ class Kubelet(Controller):
                 return str(addr["address"])
         return "172.18.0.2"
 
-    def _event(self, pod: JSON, etype: str, reason: str, message: str, component: str = "kubelet") -> None:
-        events.record(self.store, pod, etype, reason, message, component, pod["spec"].get("nodeName", ""))
+    def _event(
+        self, pod: JSON, etype: str, reason: str, message: str, component: str = "kubelet"
+    ) -> None:
+        events.record(
+            self.store, pod, etype, reason, message, component, pod["spec"].get("nodeName", "")
+        )
 
     def _creds(self, pod: JSON) -> dict[str, tuple[str, str]]:
         creds: dict[str, tuple[str, str]] = {}
         secret_rt = self.rt("", "secrets")
         for ref in pod["spec"].get("imagePullSecrets") or []:
-            secret = self.store.try_get(secret_rt, pod["metadata"]["namespace"], ref.get("name", ""))
+            secret = self.store.try_get(
+                secret_rt, pod["metadata"]["namespace"], ref.get("name", "")
+            )
             if secret is not None:
                 creds.update(credentials_from_secret(secret))
         return creds
@@ -217,8 +251,16 @@ class Kubelet(Controller):
         containers = spec.get("containers") or []
         annotations = pod["metadata"].get("annotations") or {}
         if not (pod.get("status") or {}).get("containerStatuses"):
-            self._event(pod, "Normal", "Scheduled", f"Successfully assigned {ns}/{name} to {spec.get('nodeName')}", "default-scheduler")
-        states: dict[str, JSON] = {c["name"]: {"state": {"waiting": {"reason": "ContainerCreating"}}} for c in containers}
+            self._event(
+                pod,
+                "Normal",
+                "Scheduled",
+                f"Successfully assigned {ns}/{name} to {spec.get('nodeName')}",
+                "default-scheduler",
+            )
+        states: dict[str, JSON] = {
+            c["name"]: {"state": {"waiting": {"reason": "ContainerCreating"}}} for c in containers
+        }
         self._write(ns, name, uid, "Pending", states)
         image_ids = await self._pull(ns, name, uid, containers, states)
         delay = float(annotations.get(PREFIX + "startup-seconds", self.config.startup_delay))
@@ -229,32 +271,44 @@ class Kubelet(Controller):
         else:
             await self._simulate(ns, name, uid, pod, image_ids)
 
-    async def _pull(self, ns: str, name: str, uid: str, containers: list[JSON], states: dict[str, JSON]) -> dict[str, str]:
+    async def _pull(
+        self, ns: str, name: str, uid: str, containers: list[JSON], states: dict[str, JSON]
+    ) -> dict[str, str]:
         backoff = self.config.pull_backoff
         pod = self._pod(ns, name, uid)
         creds = self._creds(pod)
         for c in containers:
             self._event(pod, "Normal", "Pulling", f'Pulling image "{c.get("image")}"')
         while True:
-            results = await asyncio.gather(*(self.puller.check(c.get("image", ""), creds) for c in containers))
+            results = await asyncio.gather(
+                *(self.puller.check(c.get("image", ""), creds) for c in containers)
+            )
             failed = [(c, r) for c, r in zip(containers, results, strict=True) if not r.ok]
             if not failed:
                 pod = self._pod(ns, name, uid)
                 for c in containers:
-                    self._event(pod, "Normal", "Pulled", f'Successfully pulled image "{c.get("image")}"')
+                    self._event(
+                        pod, "Normal", "Pulled", f'Successfully pulled image "{c.get("image")}"'
+                    )
                 return {c["name"]: r.image_id for c, r in zip(containers, results, strict=True)}
             pod = self._pod(ns, name, uid)
             for c, r in failed:
                 msg = f"rpc error: code = NotFound desc = {r.message}"
-                states[c["name"]] = {"state": {"waiting": {"reason": "ErrImagePull", "message": msg}}}
-                self._event(pod, "Warning", "Failed", f'Failed to pull image "{c.get("image")}": {msg}')
+                states[c["name"]] = {
+                    "state": {"waiting": {"reason": "ErrImagePull", "message": msg}}
+                }
+                self._event(
+                    pod, "Warning", "Failed", f'Failed to pull image "{c.get("image")}": {msg}'
+                )
                 self._event(pod, "Warning", "Failed", "Error: ErrImagePull")
             self._write(ns, name, uid, "Pending", states)
             await asyncio.sleep(backoff)
             pod = self._pod(ns, name, uid)
             for c, _ in failed:
                 msg = f'Back-off pulling image "{c.get("image")}"'
-                states[c["name"]] = {"state": {"waiting": {"reason": "ImagePullBackOff", "message": msg}}}
+                states[c["name"]] = {
+                    "state": {"waiting": {"reason": "ImagePullBackOff", "message": msg}}
+                }
                 self._event(pod, "Normal", "BackOff", msg)
                 self._event(pod, "Warning", "Failed", "Error: ImagePullBackOff")
             self._write(ns, name, uid, "Pending", states)
@@ -266,11 +320,18 @@ class Kubelet(Controller):
         """(crash, ready) for one container from pod annotations and container env."""
         ann = pod["metadata"].get("annotations") or {}
         env = {e.get("name"): e.get("value") for e in container.get("env") or [] if "value" in e}
-        crash = _truthy(ann.get(PREFIX + "crash", "false")) or _truthy(env.get("SIM_CRASH", "false"))
-        ready = str(ann.get(PREFIX + "ready", "true")).lower() != "false" and str(env.get("SIM_READY", "true")).lower() != "false"
+        crash = _truthy(ann.get(PREFIX + "crash", "false")) or _truthy(
+            env.get("SIM_CRASH", "false")
+        )
+        ready = (
+            str(ann.get(PREFIX + "ready", "true")).lower() != "false"
+            and str(env.get("SIM_READY", "true")).lower() != "false"
+        )
         return crash, ready
 
-    async def _simulate(self, ns: str, name: str, uid: str, pod: JSON, image_ids: dict[str, str]) -> None:
+    async def _simulate(
+        self, ns: str, name: str, uid: str, pod: JSON, image_ids: dict[str, str]
+    ) -> None:
         containers = pod["spec"].get("containers") or []
         policy = pod["spec"].get("restartPolicy", "Always")
         ann = pod["metadata"].get("annotations") or {}
@@ -305,11 +366,27 @@ class Kubelet(Controller):
             states[c["name"]] = {
                 **states[c["name"]],
                 "ready": False,
-                "state": {"terminated": {"exitCode": code, "reason": "Completed" if code == 0 else "Error", "startedAt": started, "finishedAt": finished, "containerID": states[c["name"]]["containerID"]}},
+                "state": {
+                    "terminated": {
+                        "exitCode": code,
+                        "reason": "Completed" if code == 0 else "Error",
+                        "startedAt": started,
+                        "finishedAt": finished,
+                        "containerID": states[c["name"]]["containerID"],
+                    }
+                },
             }
         self._write(ns, name, uid, "Succeeded" if code == 0 else "Failed", states)
 
-    async def _crash_loop(self, ns: str, name: str, uid: str, crashing: list[JSON], states: dict[str, JSON], policy: str) -> None:
+    async def _crash_loop(
+        self,
+        ns: str,
+        name: str,
+        uid: str,
+        crashing: list[JSON],
+        states: dict[str, JSON],
+        policy: str,
+    ) -> None:
         backoff = self.config.pull_backoff
         restarts = 0
         while True:
@@ -318,15 +395,28 @@ class Kubelet(Controller):
             pod = self._pod(ns, name, uid)
             for c in crashing:
                 st = states[c["name"]]
-                terminated = {"exitCode": 1, "reason": "Error", "startedAt": st["state"].get("running", {}).get("startedAt", finished), "finishedAt": finished, "containerID": st.get("containerID", "")}
+                terminated = {
+                    "exitCode": 1,
+                    "reason": "Error",
+                    "startedAt": st["state"].get("running", {}).get("startedAt", finished),
+                    "finishedAt": finished,
+                    "containerID": st.get("containerID", ""),
+                }
                 if policy == "Never":
                     st["state"] = {"terminated": terminated}
                 else:
                     st["lastState"] = {"terminated": terminated}
                     st["restartCount"] = restarts + 1
-                    msg = f"back-off {int(backoff)}s restarting failed container={c['name']} pod={name}_{ns}({uid})"
+                    msg = _backoff_msg(backoff, c["name"], name, ns, uid)
                     st["state"] = {"waiting": {"reason": "CrashLoopBackOff", "message": msg}}
-                    self._event(pod, "Warning", "BackOff", "Back-off restarting failed container " + c["name"] + f" in pod {name}_{ns}({uid})")
+                    self._event(
+                        pod,
+                        "Warning",
+                        "BackOff",
+                        "Back-off restarting failed container "
+                        + c["name"]
+                        + f" in pod {name}_{ns}({uid})",
+                    )
                 st["ready"] = False
             if policy == "Never":
                 self._write(ns, name, uid, "Failed", states)
@@ -340,10 +430,18 @@ class Kubelet(Controller):
                 states[c["name"]]["state"] = {"running": {"startedAt": started}}
             self._write(ns, name, uid, "Running", states)
 
-    async def _run_processes(self, ns: str, name: str, uid: str, pod: JSON, image_ids: dict[str, str]) -> None:
+    async def _run_processes(
+        self, ns: str, name: str, uid: str, pod: JSON, image_ids: dict[str, str]
+    ) -> None:
         policy = pod["spec"].get("restartPolicy", "Always")
         containers = pod["spec"].get("containers") or []
-        states: dict[str, JSON] = {c["name"]: {"state": {"waiting": {"reason": "ContainerCreating"}}, "imageID": image_ids.get(c["name"], "")} for c in containers}
+        states: dict[str, JSON] = {
+            c["name"]: {
+                "state": {"waiting": {"reason": "ContainerCreating"}},
+                "imageID": image_ids.get(c["name"], ""),
+            }
+            for c in containers
+        }
         backoff = self.config.pull_backoff
         while True:
             try:
@@ -352,7 +450,9 @@ class Kubelet(Controller):
                 break
             except ConfigError as exc:
                 for c in containers:
-                    states[c["name"]]["state"] = {"waiting": {"reason": "CreateContainerConfigError", "message": str(exc)}}
+                    states[c["name"]]["state"] = {
+                        "waiting": {"reason": "CreateContainerConfigError", "message": str(exc)}
+                    }
                 self._event(pod, "Warning", "Failed", f"Error: {exc}")
                 self._write(ns, name, uid, "Pending", states)
                 await asyncio.sleep(backoff)
@@ -368,23 +468,47 @@ class Kubelet(Controller):
             started = now_iso()
             for c in containers:
                 _, ready = self._flags(pod, c)
-                states[c["name"]].update(state={"running": {"startedAt": started}}, ready=ready, containerID=f"simcluster://{secrets.token_hex(16)}", restartCount=restarts[c["name"]])
+                states[c["name"]].update(
+                    state={"running": {"startedAt": started}},
+                    ready=ready,
+                    containerID=f"simcluster://{secrets.token_hex(16)}",
+                    restartCount=restarts[c["name"]],
+                )
                 self._event(pod, "Normal", "Started", f"Started container {c['name']}")
             self._write(ns, name, uid, "Running", states)
             codes = await asyncio.gather(*(self.runner.run(self.store, pod, c) for c in containers))
             finished = now_iso()
             for c, code in zip(containers, codes, strict=True):
                 states[c["name"]]["ready"] = False
-                states[c["name"]]["state"] = {"terminated": {"exitCode": code, "reason": "Completed" if code == 0 else "Error", "startedAt": started, "finishedAt": finished, "containerID": states[c["name"]]["containerID"]}}
+                states[c["name"]]["state"] = {
+                    "terminated": {
+                        "exitCode": code,
+                        "reason": "Completed" if code == 0 else "Error",
+                        "startedAt": started,
+                        "finishedAt": finished,
+                        "containerID": states[c["name"]]["containerID"],
+                    }
+                }
             if policy != "Always" and (policy == "Never" or all(code == 0 for code in codes)):
-                self._write(ns, name, uid, "Succeeded" if all(code == 0 for code in codes) else "Failed", states)
+                self._write(
+                    ns,
+                    name,
+                    uid,
+                    "Succeeded" if all(code == 0 for code in codes) else "Failed",
+                    states,
+                )
                 return
             for c in containers:
                 st = states[c["name"]]
                 st["lastState"] = {"terminated": st["state"]["terminated"]}
                 restarts[c["name"]] += 1
                 st["restartCount"] = restarts[c["name"]]
-                st["state"] = {"waiting": {"reason": "CrashLoopBackOff", "message": f"back-off {int(backoff)}s restarting failed container={c['name']} pod={name}_{ns}({uid})"}}
+                st["state"] = {
+                    "waiting": {
+                        "reason": "CrashLoopBackOff",
+                        "message": _backoff_msg(backoff, c["name"], name, ns, uid),
+                    }
+                }
             self._write(ns, name, uid, "Running", states)
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, self.config.max_backoff)

@@ -56,7 +56,9 @@ class LogStore:
         s = self._streams.get((namespace, pod, container))
         return bytes(s.data) if s else b""
 
-    async def follow(self, namespace: str, pod: str, container: str, start: int) -> AsyncIterator[bytes]:
+    async def follow(
+        self, namespace: str, pod: str, container: str, start: int
+    ) -> AsyncIterator[bytes]:
         """Yield output from byte offset ``start`` until the stream closes."""
         s = self._stream((namespace, pod, container))
         pos = start

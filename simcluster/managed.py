@@ -156,6 +156,8 @@ def apply(
     conflicts: list[tuple[str, str, fp.Path]] = []
     for entry, paths in others:
         for p in sorted(new_paths & paths):
+            if p[-1][0] == "k":
+                continue  # a list element's own marker: its fields are compared instead
             if fp.get_at(live, p) != fp.get_at(applied, p):
                 conflicts.append((entry["manager"], entry.get("apiVersion", api_version), p))
     if conflicts and not force:
@@ -191,7 +193,10 @@ def _conflict_error(conflicts: list[tuple[str, str, fp.Path]]) -> ApiError:
     n = len(conflicts)
     if n == 1:
         manager, version, path = conflicts[0]
-        text = f'Apply failed with 1 conflict: conflict with "{manager}" using {version}: {fp.render(path)}'
+        text = (
+            f'Apply failed with 1 conflict: conflict with "{manager}" using {version}: '
+            f"{fp.render(path)}"
+        )
     else:
         lines = "\n".join(
             f'- conflict with "{m}" using {v}: {fp.render(p)}' for m, v, p in conflicts

@@ -43,7 +43,9 @@ def json_patch(live: JSON, operations: Any) -> JSON:
     try:
         result = jsonpatch.JsonPatch(operations).apply(live)
     except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException) as exc:
-        raise ApiError(422, "Invalid", f"the server rejected our request due to an error in our request: {exc}") from None
+        raise ApiError(
+            422, "Invalid", f"the server rejected our request due to an error in our request: {exc}"
+        ) from None
     except (TypeError, KeyError, IndexError, ValueError) as exc:
         raise bad_request(f"invalid JSON patch: {exc}") from None
     if not isinstance(result, dict):

@@ -40,7 +40,9 @@ def wants_processes(store: Store, pod: JSON) -> bool:
     if ns is None:
         return False
     ns_meta = ns["metadata"]
-    return (ns_meta.get("labels") or {}).get(RUN_PROCESSES) == "true" or (ns_meta.get("annotations") or {}).get(RUN_PROCESSES) == "true"
+    return (ns_meta.get("labels") or {}).get(RUN_PROCESSES) == "true" or (
+        ns_meta.get("annotations") or {}
+    ).get(RUN_PROCESSES) == "true"
 
 
 def _field_ref(pod: JSON, path: str) -> str:
@@ -77,7 +79,10 @@ def _lookup(store: Store, plural: str, ns: str, name: str, key: str | None, opti
     if key not in data:
         if optional:
             return None
-        raise ConfigError(f'couldn\'t find key {key} in {"Secret" if plural == "secrets" else "ConfigMap"} {ns}/{name}')
+        raise ConfigError(
+            f"couldn't find key {key} in "
+            f"{'Secret' if plural == 'secrets' else 'ConfigMap'} {ns}/{name}"
+        )
     return data[key]
 
 
@@ -90,7 +95,9 @@ def container_env(store: Store, pod: JSON, container: JSON) -> dict[str, str]:
         for kind, plural in (("configMapRef", "configmaps"), ("secretRef", "secrets")):
             ref = src.get(kind)
             if ref:
-                data = _lookup(store, plural, ns, ref.get("name", ""), None, bool(ref.get("optional")))
+                data = _lookup(
+                    store, plural, ns, ref.get("name", ""), None, bool(ref.get("optional"))
+                )
                 for k, v in (data or {}).items():
                     env[prefix + k] = str(v)
     for var in container.get("env") or []:
@@ -102,10 +109,19 @@ def container_env(store: Store, pod: JSON, container: JSON) -> dict[str, str]:
         value: Any = ""
         if "secretKeyRef" in source:
             r = source["secretKeyRef"]
-            value = _lookup(store, "secrets", ns, r.get("name", ""), r.get("key", ""), bool(r.get("optional")))
+            value = _lookup(
+                store, "secrets", ns, r.get("name", ""), r.get("key", ""), bool(r.get("optional"))
+            )
         elif "configMapKeyRef" in source:
             r = source["configMapKeyRef"]
-            value = _lookup(store, "configmaps", ns, r.get("name", ""), r.get("key", ""), bool(r.get("optional")))
+            value = _lookup(
+                store,
+                "configmaps",
+                ns,
+                r.get("name", ""),
+                r.get("key", ""),
+                bool(r.get("optional")),
+            )
         elif "fieldRef" in source:
             value = _field_ref(pod, source["fieldRef"].get("fieldPath", ""))
         if value is not None:
@@ -117,7 +133,9 @@ def container_env(store: Store, pod: JSON, container: JSON) -> dict[str, str]:
 
 def _expand(value: str, env: dict[str, str]) -> str:
     """Kubernetes ``$(VAR)`` expansion against earlier variables."""
-    return re.sub(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)", lambda m: env.get(m.group(1), m.group(0)), value)
+    return re.sub(
+        r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)", lambda m: env.get(m.group(1), m.group(0)), value
+    )
 
 
 class ProcessRunner:
@@ -135,7 +153,9 @@ class ProcessRunner:
         argv = [*(container.get("command") or []), *(container.get("args") or [])]
         argv = [_expand(str(a), env) for a in argv]
         if not argv:
-            self.logs.append(ns, name, cname, b"simcluster: container has no command or args to run\n")
+            self.logs.append(
+                ns, name, cname, b"simcluster: container has no command or args to run\n"
+            )
             return 127
         full_env = {**os.environ, "HOSTNAME": name, **env}
         cwd = container.get("workingDir")
@@ -144,11 +164,18 @@ class ProcessRunner:
         self.logs.reopen(ns, name, cname)
         try:
             proc = await asyncio.create_subprocess_exec(
-                *argv, env=full_env, cwd=cwd, stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, start_new_session=True,
+                *argv,
+                env=full_env,
+                cwd=cwd,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
+                start_new_session=True,
             )
         except OSError as exc:
-            self.logs.append(ns, name, cname, f"simcluster: exec {argv[0]!r} failed: {exc}\n".encode())
+            self.logs.append(
+                ns, name, cname, f"simcluster: exec {argv[0]!r} failed: {exc}\n".encode()
+            )
             return 127
         key = (ns, name, cname)
         self._procs[key] = proc

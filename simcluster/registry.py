@@ -126,10 +126,14 @@ class ImagePuller:
     async def check(self, image: str, creds: dict[str, tuple[str, str]]) -> PullResult:
         """Resolve ``image``: present (with digest) or the reason it cannot be pulled."""
         ref = parse_image(image)
-        if not self.config.pull_images or (ref.registry is None and self.config.assume_present_without_registry):
+        if not self.config.pull_images or (
+            ref.registry is None and self.config.assume_present_without_registry
+        ):
             digest = "sha256:" + hashlib.sha256(image.encode()).hexdigest()
             host = ref.registry or "docker.io"
-            return PullResult(True, f"{host}/{ref.repository}@{ref.reference if ref.is_digest else digest}")
+            return PullResult(
+                True, f"{host}/{ref.repository}@{ref.reference if ref.is_digest else digest}"
+            )
         host = ref.registry or "registry-1.docker.io"
         auth = creds.get(host)
         key = (image, f"{auth[0]}:{hashlib.sha256(auth[1].encode()).hexdigest()}" if auth else "")
@@ -141,14 +145,18 @@ class ImagePuller:
             self._cache[key] = (time.monotonic() + self.config.pull_cache_seconds, result)
         return result
 
-    async def _head(self, ref: ImageRef, host: str, auth: tuple[str, str] | None, image: str) -> PullResult:
+    async def _head(
+        self, ref: ImageRef, host: str, auth: tuple[str, str] | None, image: str
+    ) -> PullResult:
         scheme = "http" if _is_loopback(host) else "https"
         url = f"{scheme}://{host}/v2/{ref.repository}/manifests/{ref.reference}"
         headers = {"Accept": MANIFEST_TYPES}
         prefix = f'failed to pull and unpack image "{image}": failed to resolve reference "{image}"'
         self.requests += 1
         try:
-            async with httpx.AsyncClient(timeout=self.config.pull_timeout, follow_redirects=True) as client:
+            async with httpx.AsyncClient(
+                timeout=self.config.pull_timeout, follow_redirects=True
+            ) as client:
                 resp = await client.head(url, headers=headers)
                 if resp.status_code == 401:
                     scheme_name, params = _challenge(resp.headers.get("www-authenticate", ""))
@@ -157,22 +165,40 @@ class ImagePuller:
                         query.setdefault("scope", f"repository:{ref.repository}:pull")
                         token_resp = await client.get(params["realm"], params=query, auth=auth)
                         if token_resp.status_code != 200:
-                            return PullResult(False, message=f"{prefix}: failed to authorize: failed to fetch token: {token_resp.status_code} {token_resp.reason_phrase}")
+                            return PullResult(
+                                False,
+                                message=f"{prefix}: failed to authorize: failed to fetch token: "
+                                f"{token_resp.status_code} {token_resp.reason_phrase}",
+                            )
                         body = token_resp.json()
                         token = body.get("token") or body.get("access_token") or ""
-                        resp = await client.head(url, headers={**headers, "Authorization": f"Bearer {token}"})
+                        resp = await client.head(
+                            url, headers={**headers, "Authorization": f"Bearer {token}"}
+                        )
                     elif auth is not None:
                         resp = await client.head(url, headers=headers, auth=auth)
                 if resp.status_code == 401:
-                    return PullResult(False, message=f"{prefix}: pull access denied, repository does not exist or may require authorization: authorization failed: 401 Unauthorized")
+                    return PullResult(
+                        False,
+                        message=f"{prefix}: pull access denied, repository does not exist or may "
+                        "require authorization: authorization failed: 401 Unauthorized",
+                    )
                 if resp.status_code == 404:
                     return PullResult(False, message=f"{prefix}: {image}: not found")
                 if resp.status_code != 200:
-                    return PullResult(False, message=f"{prefix}: unexpected status from HEAD request to {url}: {resp.status_code}")
+                    return PullResult(
+                        False,
+                        message=f"{prefix}: unexpected status from HEAD request to {url}: "
+                        f"{resp.status_code}",
+                    )
                 digest = resp.headers.get("docker-content-digest", "")
                 if not digest:
                     full = await client.get(url, headers=resp.request.headers)
                     digest = "sha256:" + hashlib.sha256(full.content).hexdigest()
         except httpx.HTTPError as exc:
-            return PullResult(False, message=f"{prefix}: failed to do request: Head \"{url}\": {type(exc).__name__}: {exc}")
+            return PullResult(
+                False,
+                message=f'{prefix}: failed to do request: Head "{url}": '
+                f"{type(exc).__name__}: {exc}",
+            )
         return PullResult(True, f"{host}/{ref.repository}@{digest}")

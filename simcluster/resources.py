@@ -85,14 +85,23 @@ BUILTINS: tuple[ResourceType, ...] = (
     _rt("", "PersistentVolume", "persistentvolumes", False, ("pv",)),
     _rt("", "ResourceQuota", "resourcequotas", True, ("quota",)),
     _rt("", "LimitRange", "limitranges", True, ("limits",), ()),
-    _rt("apps", "Deployment", "deployments", True, ("deploy",), ("status", "scale"), categories=ALL),
+    _rt(
+        "apps", "Deployment", "deployments", True, ("deploy",), ("status", "scale"), categories=ALL
+    ),
     _rt("apps", "ReplicaSet", "replicasets", True, ("rs",), ("status", "scale"), categories=ALL),
     _rt("apps", "StatefulSet", "statefulsets", True, ("sts",), ("status", "scale"), categories=ALL),
     _rt("apps", "DaemonSet", "daemonsets", True, ("ds",), categories=ALL),
     _rt("apps", "ControllerRevision", "controllerrevisions", True, (), ()),
     _rt("batch", "Job", "jobs", True, (), categories=ALL),
     _rt("batch", "CronJob", "cronjobs", True, ("cj",), categories=ALL),
-    _rt("autoscaling", "HorizontalPodAutoscaler", "horizontalpodautoscalers", True, ("hpa",), version="v2"),
+    _rt(
+        "autoscaling",
+        "HorizontalPodAutoscaler",
+        "horizontalpodautoscalers",
+        True,
+        ("hpa",),
+        version="v2",
+    ),
     _rt("policy", "PodDisruptionBudget", "poddisruptionbudgets", True, ("pdb",)),
     _rt("rbac.authorization.k8s.io", "Role", "roles", True, (), ()),
     _rt("rbac.authorization.k8s.io", "RoleBinding", "rolebindings", True, (), ()),
@@ -159,9 +168,7 @@ class ResourceRegistry:
 
     def in_group_version(self, group: str, version: str) -> list[ResourceType]:
         return [
-            rt
-            for rt in self._types.values()
-            if rt.group == group and version in rt.served_versions
+            rt for rt in self._types.values() if rt.group == group and version in rt.served_versions
         ]
 
 
@@ -172,7 +179,9 @@ def crd_resource_type(crd: JSON) -> ResourceType | None:
     group = spec.get("group")
     plural = names.get("plural")
     kind = names.get("kind")
-    versions = [v for v in spec.get("versions") or [] if isinstance(v, dict) and v.get("served", True)]
+    versions = [
+        v for v in spec.get("versions") or [] if isinstance(v, dict) and v.get("served", True)
+    ]
     if not (group and plural and kind and versions):
         return None
     storage = next((v for v in versions if v.get("storage")), versions[0])

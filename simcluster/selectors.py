@@ -37,37 +37,54 @@ def _split_terms(text: str) -> list[str]:
     return [t for t in terms if t.strip()]
 
 
+LabelCheck = Callable[[Mapping[str, str]], bool]
+
+
+def _label_check(key: str, op: str, values: frozenset[str]) -> LabelCheck:
+    """One label requirement as a predicate (op: =, !=, in, notin, exists, !exists)."""
+
+    def check(labels: Mapping[str, str]) -> bool:
+        if op == "exists":
+            return key in labels
+        if op == "!exists":
+            return key not in labels
+        value = labels.get(key)
+        if op in ("=", "in"):
+            return value in values
+        return value not in values
+
+    return check
+
+
+def _field_check(path: str, negate: bool, value: str) -> Predicate:
+    def check(obj: JSON) -> bool:
+        return (field_value(obj, path) == value) != negate
+
+    return check
+
+
 def parse_label_selector(text: str | None) -> Callable[[Mapping[str, str]], bool]:
     """Compile ``a=b,c!=d,e in (x,y),!f,g`` into a predicate over a labels map."""
     if not text:
         return lambda _labels: True
-    checks: list[Callable[[Mapping[str, str]], bool]] = []
+    checks: list[LabelCheck] = []
     for term in _split_terms(text):
         eq = _EQ_RE.match(term)
         if eq:
             key, op, value = eq.groups()
-            if op == "!=":
-                checks.append(lambda lb, k=key, v=value: lb.get(k) != v)
-            else:
-                checks.append(lambda lb, k=key, v=value: lb.get(k) == v)
+            checks.append(_label_check(key, "!=" if op == "!=" else "=", frozenset([value])))
             continue
         st = _SET_RE.match(term)
         if not st:
             raise bad_request(f"unable to parse requirement: invalid label selector: {term!r}")
         neg, key, op, values = st.groups()
         if op is None:
-            if neg:
-                checks.append(lambda lb, k=key: k not in lb)
-            else:
-                checks.append(lambda lb, k=key: k in lb)
+            checks.append(_label_check(key, "!exists" if neg else "exists", frozenset()))
             continue
         if neg:
             raise bad_request(f"unable to parse requirement: {term!r}")
-        vals = {v.strip() for v in values.split(",") if v.strip()}
-        if op == "in":
-            checks.append(lambda lb, k=key, vs=vals: lb.get(k) in vs)
-        else:
-            checks.append(lambda lb, k=key, vs=vals: lb.get(k) not in vs)
+        vals = frozenset(v.strip() for v in values.split(",") if v.strip())
+        checks.append(_label_check(key, op, vals))
     return lambda labels: all(c(labels) for c in checks)
 
 
@@ -143,8 +160,5 @@ def parse_field_selector(text: str | None) -> Predicate:
         if not m:
             raise bad_request(f"invalid field selector: {term!r}")
         path, op, value = m.groups()
-        if op == "!=":
-            checks.append(lambda o, p=path, v=value: field_value(o, p) != v)
-        else:
-            checks.append(lambda o, p=path, v=value: field_value(o, p) == v)
+        checks.append(_field_check(path, op == "!=", value))
     return lambda obj: all(c(obj) for c in checks)

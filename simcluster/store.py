@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-import string
 import uuid
 from collections import deque
 from collections.abc import Callable
@@ -29,6 +28,9 @@ Key = tuple[str, str]
 Predicate = Callable[[JSON], bool]
 Admit = Callable[[ResourceType, JSON, "JSON | None", "Store"], None]
 
+_NS_MISMATCH = (
+    "the namespace of the provided object does not match the namespace sent on the request"
+)
 _SUFFIX_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 
 
@@ -102,7 +104,9 @@ class Watcher:
 class Store:
     """In-memory objects with Kubernetes API semantics (see module docstring)."""
 
-    def __init__(self, registry: ResourceRegistry, admit: Admit | None = None, history: int = 20000):
+    def __init__(
+        self, registry: ResourceRegistry, admit: Admit | None = None, history: int = 20000
+    ):
         self.registry = registry
         self.admit = admit
         self._rv = 1000
@@ -134,7 +138,7 @@ class Store:
             raise errors.not_found(rt.plural, rt.group, name)
         return obj
 
-    def list(
+    def select(
         self,
         rt: ResourceType,
         namespace: str | None = None,
@@ -210,7 +214,7 @@ class Store:
         watcher = Watcher(rt.key, namespace if rt.namespaced else None, labels, fields)
         initial: list[tuple[str, WatchEvent]] = []
         if since is None:
-            for obj in self.list(rt, namespace, labels, fields):
+            for obj in self.select(rt, namespace, labels, fields):
                 rv = int(obj["metadata"]["resourceVersion"])
                 initial.append(("ADDED", WatchEvent("ADDED", obj, rv)))
         else:
@@ -298,14 +302,18 @@ class Store:
                     rt.kind,
                     rt.group,
                     "",
-                    [("FieldValueRequired", "metadata.name", "Required value: name or generateName is required")],
+                    [
+                        (
+                            "FieldValueRequired",
+                            "metadata.name",
+                            "Required value: name or generateName is required",
+                        )
+                    ],
                 )
         if rt.namespaced:
             ns = namespace or meta.get("namespace") or "default"
             if meta.get("namespace") and meta["namespace"] != ns:
-                raise errors.bad_request(
-                    "the namespace of the provided object does not match the namespace sent on the request"
-                )
+                raise errors.bad_request(_NS_MISMATCH)
             meta["namespace"] = ns
             self._check_namespace(rt, ns)
         else:
@@ -314,7 +322,13 @@ class Store:
             raise errors.already_exists(rt.plural, rt.group, meta["name"])
         if rt.has_status:
             obj.pop("status", None)
-        for transient in ("resourceVersion", "uid", "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink"):
+        for transient in (
+            "resourceVersion",
+            "uid",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "selfLink",
+        ):
             meta.pop(transient, None)
         meta["creationTimestamp"] = now_iso()
         meta["generation"] = 1
@@ -356,9 +370,7 @@ class Store:
             raise errors.bad_request("the name of the object does not match the name on the URL")
         ns = (namespace or meta_in.get("namespace") or "default") if rt.namespaced else ""
         if rt.namespaced and meta_in.get("namespace") and meta_in["namespace"] != ns:
-            raise errors.bad_request(
-                "the namespace of the provided object does not match the namespace sent on the request"
-            )
+            raise errors.bad_request(_NS_MISMATCH)
         old = self.get(rt, ns, name)
         rv = meta_in.get("resourceVersion")
         if rv and rv != old["metadata"]["resourceVersion"]:
@@ -382,7 +394,13 @@ class Store:
         meta["name"] = name
         if rt.namespaced:
             meta["namespace"] = ns
-        for keep in ("uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation"):
+        for keep in (
+            "uid",
+            "creationTimestamp",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "generation",
+        ):
             if keep in old["metadata"]:
                 meta[keep] = old["metadata"][keep]
             else:
@@ -402,7 +420,11 @@ class Store:
             return old
         if dry_run:
             return obj
-        if meta.get("deletionTimestamp") and not meta.get("finalizers") and rt.key != ("", "namespaces"):
+        if (
+            meta.get("deletionTimestamp")
+            and not meta.get("finalizers")
+            and rt.key != ("", "namespaces")
+        ):
             return self._remove(rt, obj)
         meta["resourceVersion"] = self._next_rv()
         self._index(rt, old, False)
@@ -431,7 +453,8 @@ class Store:
                 rt.plural,
                 rt.group,
                 name,
-                f"Precondition failed: UID in precondition: {pre['uid']}, UID in object meta: {meta['uid']}",
+                f"Precondition failed: UID in precondition: {pre['uid']}, "
+                f"UID in object meta: {meta['uid']}",
             )
         if pre.get("resourceVersion") and pre["resourceVersion"] != meta["resourceVersion"]:
             raise errors.conflict(
@@ -439,7 +462,8 @@ class Store:
                 rt.group,
                 name,
                 "Precondition failed: ResourceVersion in precondition: "
-                f"{pre['resourceVersion']}, ResourceVersion in object meta: {meta['resourceVersion']}",
+                f"{pre['resourceVersion']}, "
+                f"ResourceVersion in object meta: {meta['resourceVersion']}",
             )
         if dry_run:
             return obj

@@ -56,7 +56,10 @@ def _pod_ready(pod: JSON) -> str:
 
 
 def _restarts(pod: JSON) -> int:
-    return sum(int(c.get("restartCount", 0)) for c in (pod.get("status") or {}).get("containerStatuses") or [])
+    return sum(
+        int(c.get("restartCount", 0))
+        for c in (pod.get("status") or {}).get("containerStatuses") or []
+    )
 
 
 def _s(obj: JSON, path: str) -> str:
@@ -105,7 +108,12 @@ COLUMNS: dict[tuple[str, str], list[Column]] = {
     ],
     ("apps", "deployments"): [
         NAME,
-        ("Ready", "string", 0, lambda o: f"{_n(o, 'status.readyReplicas')}/{_n(o, 'spec.replicas')}"),
+        (
+            "Ready",
+            "string",
+            0,
+            lambda o: f"{_n(o, 'status.readyReplicas')}/{_n(o, 'spec.replicas')}",
+        ),
         ("Up-to-date", "integer", 0, lambda o: _n(o, "status.updatedReplicas")),
         ("Available", "integer", 0, lambda o: _n(o, "status.availableReplicas")),
         AGE,
@@ -122,7 +130,12 @@ COLUMNS: dict[tuple[str, str], list[Column]] = {
     ],
     ("apps", "statefulsets"): [
         NAME,
-        ("Ready", "string", 0, lambda o: f"{_n(o, 'status.readyReplicas')}/{_n(o, 'spec.replicas')}"),
+        (
+            "Ready",
+            "string",
+            0,
+            lambda o: f"{_n(o, 'status.readyReplicas')}/{_n(o, 'spec.replicas')}",
+        ),
         AGE,
     ],
     ("apps", "daemonsets"): [
@@ -137,7 +150,12 @@ COLUMNS: dict[tuple[str, str], list[Column]] = {
     ("batch", "jobs"): [
         NAME,
         ("Status", "string", 0, _job_status),
-        ("Completions", "string", 0, lambda o: f"{_n(o, 'status.succeeded')}/{_n(o, 'spec.completions')}"),
+        (
+            "Completions",
+            "string",
+            0,
+            lambda o: f"{_n(o, 'status.succeeded')}/{_n(o, 'spec.completions')}",
+        ),
         AGE,
     ],
     ("", "services"): [
@@ -167,10 +185,22 @@ COLUMNS: dict[tuple[str, str], list[Column]] = {
         ("Last Seen", "string", 0, age),
         ("Type", "string", 0, lambda o: o.get("type", "")),
         ("Reason", "string", 0, lambda o: o.get("reason", "")),
-        ("Object", "string", 0, lambda o: f"{_s(o, 'involvedObject.kind').lower()}/{_s(o, 'involvedObject.name')}"),
+        (
+            "Object",
+            "string",
+            0,
+            lambda o: f"{_s(o, 'involvedObject.kind').lower()}/{_s(o, 'involvedObject.name')}",
+        ),
         ("Message", "string", 0, lambda o: o.get("message", "")),
     ],
 }
+
+
+def _path_cell(path: str) -> Callable[[JSON], Any]:
+    def cell(obj: JSON) -> Any:
+        return _s(obj, path)
+
+    return cell
 
 
 def _crd_columns(rt: ResourceType) -> list[Column]:
@@ -180,7 +210,14 @@ def _crd_columns(rt: ResourceType) -> list[Column]:
         if path == "metadata.creationTimestamp":
             cols.append((col.get("name", "Age"), "string", 0, age))
             continue
-        cols.append((col.get("name", path), "string", int(col.get("priority", 0)), lambda o, p=path: _s(o, p)))
+        cols.append(
+            (
+                col.get("name", path),
+                "string",
+                int(col.get("priority", 0)),
+                _path_cell(path),
+            )
+        )
     if not any(c[0] == "Age" for c in cols):
         cols.append(AGE)
     return cols
@@ -202,7 +239,13 @@ def to_table(rt: ResourceType, objects: list[JSON], list_meta: JSON) -> JSON:
         "apiVersion": "meta.k8s.io/v1",
         "metadata": list_meta,
         "columnDefinitions": [
-            {"name": name, "type": typ, "format": "name" if name == "Name" else "", "description": "", "priority": prio}
+            {
+                "name": name,
+                "type": typ,
+                "format": "name" if name == "Name" else "",
+                "description": "",
+                "priority": prio,
+            }
             for name, typ, prio, _ in cols
         ],
         "rows": [{"cells": [_cell(fn, o) for _, _, _, fn in cols], "object": o} for o in objects],

@@ -66,7 +66,7 @@ class Controller:
             self._pending.discard(key)
             try:
                 self.reconcile(key)
-            except Exception:  # noqa: BLE001 - a controller bug must not stop the cluster
+            except Exception:
                 log.exception("%s failed to reconcile %r", self.name, key)
             await asyncio.sleep(0)
 
@@ -100,7 +100,15 @@ def owned_by(store: Store, rt: ResourceType, owner: JSON) -> list[JSON]:
     return [o for t, o in store.dependents(uid) if t.key == rt.key and controller_uid(o) == uid]
 
 
-def set_condition(conditions: list[JSON], ctype: str, status: str, reason: str, message: str, now: str, update_time: bool = True) -> list[JSON]:
+def set_condition(
+    conditions: list[JSON],
+    ctype: str,
+    status: str,
+    reason: str,
+    message: str,
+    now: str,
+    update_time: bool = True,
+) -> list[JSON]:
     """Conditions with ``ctype`` set; transition time kept unless status changed."""
     out = []
     found = False
@@ -111,13 +119,24 @@ def set_condition(conditions: list[JSON], ctype: str, status: str, reason: str, 
             if c.get("status") != status:
                 new["lastTransitionTime"] = now
             new.update(status=status, reason=reason, message=message)
-            if update_time and "lastUpdateTime" in c or (update_time and c.get("reason") != reason):
+            if (update_time and "lastUpdateTime" in c) or (
+                update_time and c.get("reason") != reason
+            ):
                 new["lastUpdateTime"] = now
             out.append(new)
         else:
             out.append(c)
     if not found:
-        out.append({"type": ctype, "status": status, "reason": reason, "message": message, "lastTransitionTime": now, "lastUpdateTime": now})
+        out.append(
+            {
+                "type": ctype,
+                "status": status,
+                "reason": reason,
+                "message": message,
+                "lastTransitionTime": now,
+                "lastUpdateTime": now,
+            }
+        )
     return out
 
 
@@ -127,4 +146,6 @@ def write_status(store: Store, rt: ResourceType, obj: JSON, status: JSON, manage
         return obj
     new = clone(obj)
     new["status"] = status
-    return store.update(rt, new, obj["metadata"].get("namespace", ""), subresource="status", manager=manager)
+    return store.update(
+        rt, new, obj["metadata"].get("namespace", ""), subresource="status", manager=manager
+    )

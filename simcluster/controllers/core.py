@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Hashable
+from typing import Any
 
 from simcluster.controllers.base import Controller
 from simcluster.errors import ApiError
 from simcluster.resources import ResourceType, crd_resource_type
 from simcluster.store import Store, WatchEvent, clone
 
+JSON = dict[str, Any]
 CRD_KEY = ("apiextensions.k8s.io", "customresourcedefinitions")
 
 
@@ -30,8 +32,10 @@ class CrdRegistrar:
             return
         if event.type == "DELETED":
             self.store.registry.remove(new_rt.key)
-            for obj in self.store.list(new_rt):
-                self.store.delete(new_rt, obj["metadata"].get("namespace", ""), obj["metadata"]["name"])
+            for obj in self.store.select(new_rt):
+                self.store.delete(
+                    new_rt, obj["metadata"].get("namespace", ""), obj["metadata"]["name"]
+                )
         else:
             self.store.registry.add(new_rt)
 
@@ -47,7 +51,7 @@ class NamespaceController(Controller):
         return []
 
     def start(self) -> None:
-        for ns in self.store.list(self.rt("", "namespaces")):
+        for ns in self.store.select(self.rt("", "namespaces")):
             self.enqueue(ns["metadata"]["name"])
 
     def reconcile(self, key: Hashable) -> None:
@@ -59,7 +63,12 @@ class NamespaceController(Controller):
             sa_rt = self.rt("", "serviceaccounts")
             if self.store.try_get(sa_rt, name, "default") is None:
                 try:
-                    self.store.create(sa_rt, {"metadata": {"name": "default"}}, name, manager="kube-controller-manager")
+                    self.store.create(
+                        sa_rt,
+                        {"metadata": {"name": "default"}},
+                        name,
+                        manager="kube-controller-manager",
+                    )
                 except ApiError:
                     pass
             return
@@ -67,14 +76,18 @@ class NamespaceController(Controller):
         for rt in self.store.registry.all():
             if not rt.namespaced:
                 continue
-            for obj in self.store.list(rt, name):
+            for obj in self.store.select(rt, name):
                 remaining += 1
                 if not obj["metadata"].get("deletionTimestamp"):
                     try:
-                        self.store.delete(rt, name, obj["metadata"]["name"], propagation="Background")
+                        self.store.delete(
+                            rt, name, obj["metadata"]["name"], propagation="Background"
+                        )
                     except ApiError:
                         pass
-        if remaining and any(self.store.list(rt, name) for rt in self.store.registry.all() if rt.namespaced):
+        if remaining and any(
+            self.store.select(rt, name) for rt in self.store.registry.all() if rt.namespaced
+        ):
             self.enqueue_after(name, 0.2)
             return
         self.store.finalize_namespace(name)
@@ -115,7 +128,9 @@ class GarbageCollector(Controller):
                 return
             rt, owner = found
             meta = owner["metadata"]
-            if not meta.get("deletionTimestamp") or "foregroundDeletion" not in (meta.get("finalizers") or []):
+            if not meta.get("deletionTimestamp") or "foregroundDeletion" not in (
+                meta.get("finalizers") or []
+            ):
                 return
             deps = self.store.dependents(uid)
             for drt, dep in deps:
@@ -123,10 +138,12 @@ class GarbageCollector(Controller):
                     self._delete(drt, dep, "Foreground")
             if not self.store.dependents(uid):
                 new = clone(owner)
-                new["metadata"]["finalizers"] = [f for f in meta["finalizers"] if f != "foregroundDeletion"]
+                new["metadata"]["finalizers"] = [
+                    f for f in meta["finalizers"] if f != "foregroundDeletion"
+                ]
                 self.store.update(rt, new, meta.get("namespace", ""), manager="garbage-collector")
 
-    def _collect(self, rt: ResourceType, dep: dict) -> None:  # type: ignore[type-arg]
+    def _collect(self, rt: ResourceType, dep: JSON) -> None:
         """Delete ``dep`` if none of its owners exist; else drop the dangling references."""
         refs = dep["metadata"].get("ownerReferences") or []
         alive = [r for r in refs if self.store.by_uid(str(r.get("uid"))) is not None]
@@ -137,10 +154,17 @@ class GarbageCollector(Controller):
             return
         new = clone(dep)
         new["metadata"]["ownerReferences"] = alive
-        self.store.update(rt, new, dep["metadata"].get("namespace", ""), manager="garbage-collector")
+        self.store.update(
+            rt, new, dep["metadata"].get("namespace", ""), manager="garbage-collector"
+        )
 
-    def _delete(self, rt: ResourceType, obj: dict, policy: str) -> None:  # type: ignore[type-arg]
+    def _delete(self, rt: ResourceType, obj: JSON, policy: str) -> None:
         try:
-            self.store.delete(rt, obj["metadata"].get("namespace", ""), obj["metadata"]["name"], propagation=policy)
+            self.store.delete(
+                rt,
+                obj["metadata"].get("namespace", ""),
+                obj["metadata"]["name"],
+                propagation=policy,
+            )
         except ApiError:
             pass

@@ -10,7 +10,7 @@ import json
 import math
 import time
 from collections.abc import Hashable
-from typing import Any
+from typing import Any, cast
 
 from simcluster.clock import now_iso, parse_iso
 from simcluster.config import SimConfig
@@ -48,7 +48,9 @@ def pod_ready(pod: JSON) -> bool:
 
 
 def pod_active(pod: JSON) -> bool:
-    return not pod["metadata"].get("deletionTimestamp") and (pod.get("status") or {}).get("phase") not in ("Succeeded", "Failed")
+    return not pod["metadata"].get("deletionTimestamp") and (pod.get("status") or {}).get(
+        "phase"
+    ) not in ("Succeeded", "Failed")
 
 
 def _available(pod: JSON, min_ready: int) -> bool:
@@ -94,7 +96,14 @@ class _Base(Controller):
     def pods_rt(self) -> ResourceType:
         return self.rt("", "pods")
 
-    def create_pod(self, owner: JSON, template: JSON, extra_labels: JSON, name: str | None = None, node: str | None = None) -> None:
+    def create_pod(
+        self,
+        owner: JSON,
+        template: JSON,
+        extra_labels: JSON,
+        name: str | None = None,
+        node: str | None = None,
+    ) -> None:
         meta_t = template.get("metadata") or {}
         meta: JSON = {
             "labels": {**(meta_t.get("labels") or {}), **extra_labels},
@@ -110,7 +119,12 @@ class _Base(Controller):
         if node:
             spec["nodeName"] = node
         try:
-            self.store.create(self.pods_rt(), {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": spec}, owner["metadata"]["namespace"], manager="kube-controller-manager")
+            self.store.create(
+                self.pods_rt(),
+                {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": spec},
+                owner["metadata"]["namespace"],
+                manager="kube-controller-manager",
+            )
         except ApiError as exc:
             if exc.code not in (403, 404, 409, 422):
                 raise
@@ -135,11 +149,11 @@ class ReplicaSetController(_Base):
         return []
 
     def start(self) -> None:
-        for rs in self.store.list(self.rt("apps", "replicasets")):
+        for rs in self.store.select(self.rt("apps", "replicasets")):
             self.enqueue((rs["metadata"]["namespace"], rs["metadata"]["name"]))
 
     def reconcile(self, key: Hashable) -> None:
-        ns, name = key  # type: ignore[misc]
+        ns, name = cast(tuple[str, str], key)
         rs_rt = self.rt("apps", "replicasets")
         rs = self.store.try_get(rs_rt, ns, name)
         if rs is None or rs["metadata"].get("deletionTimestamp"):
@@ -152,7 +166,14 @@ class ReplicaSetController(_Base):
             for _ in range(min(desired - len(active), 500)):
                 self.create_pod(rs, template, {})
         elif len(active) > desired:
-            ranked = sorted(active, key=lambda p: (pod_ready(p), (p.get("status") or {}).get("phase") == "Running", p["metadata"]["creationTimestamp"]))
+            ranked = sorted(
+                active,
+                key=lambda p: (
+                    pod_ready(p),
+                    (p.get("status") or {}).get("phase") == "Running",
+                    p["metadata"]["creationTimestamp"],
+                ),
+            )
             for pod in ranked[: len(active) - desired]:
                 self.delete_pod(pod)
         pods = [p for p in owned_by(self.store, self.pods_rt(), rs) if pod_active(p)]
@@ -189,11 +210,11 @@ class DeploymentController(_Base):
         return []
 
     def start(self) -> None:
-        for d in self.store.list(self.rt("apps", "deployments")):
+        for d in self.store.select(self.rt("apps", "deployments")):
             self.enqueue((d["metadata"]["namespace"], d["metadata"]["name"]))
 
     def reconcile(self, key: Hashable) -> None:
-        ns, name = key  # type: ignore[misc]
+        ns, name = cast(tuple[str, str], key)
         d_rt, rs_rt = self.rt("apps", "deployments"), self.rt("apps", "replicasets")
         d = self.store.try_get(d_rt, ns, name)
         if d is None or d["metadata"].get("deletionTimestamp"):
@@ -227,7 +248,9 @@ class DeploymentController(_Base):
         else:
             progressed |= self._rolling(d, new_rs, olds, replicas)
         rss = owned_by(self.store, rs_rt, d)
-        new_rs = next((rs for rs in rss if rs["metadata"]["uid"] == new_rs["metadata"]["uid"]), new_rs)
+        new_rs = next(
+            (rs for rs in rss if rs["metadata"]["uid"] == new_rs["metadata"]["uid"]), new_rs
+        )
         self._cleanup(d, rss, new_rs)
         self._sync_status(d, rss, new_rs, progressed)
 
@@ -237,8 +260,18 @@ class DeploymentController(_Base):
         t.setdefault("metadata", {}).setdefault("labels", {})[HASH_LABEL] = h
         selector = clone(d["spec"].get("selector") or {})
         selector.setdefault("matchLabels", {})[HASH_LABEL] = h
-        annotations = {k: v for k, v in (d["metadata"].get("annotations") or {}).items() if k not in (REVISION, "kubectl.kubernetes.io/last-applied-configuration")}
-        annotations.update({REVISION: str(revision), DESIRED: str(d["spec"].get("replicas", 1)), MAX_REPLICAS: str(d["spec"].get("replicas", 1))})
+        annotations = {
+            k: v
+            for k, v in (d["metadata"].get("annotations") or {}).items()
+            if k not in (REVISION, "kubectl.kubernetes.io/last-applied-configuration")
+        }
+        annotations.update(
+            {
+                REVISION: str(revision),
+                DESIRED: str(d["spec"].get("replicas", 1)),
+                MAX_REPLICAS: str(d["spec"].get("replicas", 1)),
+            }
+        )
         body = {
             "apiVersion": "apps/v1",
             "kind": "ReplicaSet",
@@ -248,13 +281,22 @@ class DeploymentController(_Base):
                 "annotations": annotations,
                 "ownerReferences": [owner_ref(d)],
             },
-            "spec": {"replicas": 0, "minReadySeconds": d["spec"].get("minReadySeconds", 0), "selector": selector, "template": t},
+            "spec": {
+                "replicas": 0,
+                "minReadySeconds": d["spec"].get("minReadySeconds", 0),
+                "selector": selector,
+                "template": t,
+            },
         }
         rs_rt = self.rt("apps", "replicasets")
-        existing = self.store.try_get(rs_rt, d["metadata"]["namespace"], body["metadata"]["name"])
+        existing = self.store.try_get(
+            rs_rt, d["metadata"]["namespace"], f"{d['metadata']['name']}-{h}"
+        )
         if existing is not None:
             return existing
-        return self.store.create(rs_rt, body, d["metadata"]["namespace"], manager="kube-controller-manager")
+        return self.store.create(
+            rs_rt, body, d["metadata"]["namespace"], manager="kube-controller-manager"
+        )
 
     def _set_rs_annotations(self, rs: JSON, d: JSON, revision: int) -> JSON:
         new = clone(rs)
@@ -268,7 +310,12 @@ class DeploymentController(_Base):
         cause = (d["metadata"].get("annotations") or {}).get(CHANGE_CAUSE)
         if cause:
             ann[CHANGE_CAUSE] = cause
-        return self.store.update(self.rt("apps", "replicasets"), new, rs["metadata"]["namespace"], manager="kube-controller-manager")
+        return self.store.update(
+            self.rt("apps", "replicasets"),
+            new,
+            rs["metadata"]["namespace"],
+            manager="kube-controller-manager",
+        )
 
     def _scale(self, rs: JSON, replicas: int, d_replicas: int | None = None) -> bool:
         if int(rs["spec"].get("replicas", 0)) == replicas:
@@ -277,7 +324,12 @@ class DeploymentController(_Base):
         new["spec"]["replicas"] = replicas
         if d_replicas is not None:
             new["metadata"].setdefault("annotations", {})[DESIRED] = str(d_replicas)
-        self.store.update(self.rt("apps", "replicasets"), new, rs["metadata"]["namespace"], manager="kube-controller-manager")
+        self.store.update(
+            self.rt("apps", "replicasets"),
+            new,
+            rs["metadata"]["namespace"],
+            manager="kube-controller-manager",
+        )
         return True
 
     def _recreate(self, new_rs: JSON, olds: list[JSON], replicas: int) -> bool:
@@ -303,7 +355,9 @@ class DeploymentController(_Base):
         if not live_olds:
             return self._scale(new_rs, replicas, replicas)
         changed = False
-        total = int(new_rs["spec"].get("replicas", 0)) + sum(int(rs["spec"].get("replicas", 0)) for rs in live_olds)
+        total = int(new_rs["spec"].get("replicas", 0)) + sum(
+            int(rs["spec"].get("replicas", 0)) for rs in live_olds
+        )
         new_spec = int(new_rs["spec"].get("replicas", 0))
         room = replicas + surge - total
         if room > 0 and new_spec < replicas:
@@ -317,7 +371,9 @@ class DeploymentController(_Base):
         max_down = all_pods - min_available - new_unavailable
         if max_down <= 0:
             return changed
-        oldest_first = sorted(live_olds, key=lambda rs: (_revision(rs), rs["metadata"]["creationTimestamp"]))
+        oldest_first = sorted(
+            live_olds, key=lambda rs: (_revision(rs), rs["metadata"]["creationTimestamp"])
+        )
         cleaned = 0
         for rs in oldest_first:
             if cleaned >= max_down:
@@ -330,7 +386,9 @@ class DeploymentController(_Base):
                 changed |= self._scale(rs, spec_n - cut)
                 rs["spec"] = {**rs["spec"], "replicas": spec_n - cut}
                 cleaned += cut
-        total_available = sum(int((rs.get("status") or {}).get("availableReplicas", 0)) for rs in all_rs)
+        total_available = sum(
+            int((rs.get("status") or {}).get("availableReplicas", 0)) for rs in all_rs
+        )
         can_down = min(total_available - min_available, max_down - cleaned)
         for rs in oldest_first:
             if can_down <= 0:
@@ -345,12 +403,22 @@ class DeploymentController(_Base):
     def _cleanup(self, d: JSON, rss: list[JSON], new_rs: JSON) -> None:
         limit = int(d["spec"].get("revisionHistoryLimit", 10))
         olds = sorted(
-            (rs for rs in rss if rs["metadata"]["uid"] != new_rs["metadata"]["uid"] and int(rs["spec"].get("replicas", 0)) == 0 and int((rs.get("status") or {}).get("replicas", 0)) == 0),
+            (
+                rs
+                for rs in rss
+                if rs["metadata"]["uid"] != new_rs["metadata"]["uid"]
+                and int(rs["spec"].get("replicas", 0)) == 0
+                and int((rs.get("status") or {}).get("replicas", 0)) == 0
+            ),
             key=_revision,
         )
         for rs in olds[: max(0, len(olds) - limit)]:
             try:
-                self.store.delete(self.rt("apps", "replicasets"), rs["metadata"]["namespace"], rs["metadata"]["name"])
+                self.store.delete(
+                    self.rt("apps", "replicasets"),
+                    rs["metadata"]["namespace"],
+                    rs["metadata"]["name"],
+                )
             except ApiError:
                 pass
 
@@ -364,7 +432,11 @@ class DeploymentController(_Base):
         ready = sum(st(rs, "readyReplicas") for rs in rss)
         available = sum(st(rs, "availableReplicas") for rs in rss)
         old = d.get("status") or {}
-        status: JSON = {"observedGeneration": d["metadata"].get("generation", 1), "replicas": total, "updatedReplicas": updated}
+        status: JSON = {
+            "observedGeneration": d["metadata"].get("generation", 1),
+            "replicas": total,
+            "updatedReplicas": updated,
+        }
         if ready:
             status["readyReplicas"] = ready
         if available:
@@ -373,37 +445,107 @@ class DeploymentController(_Base):
         if unavailable:
             status["unavailableReplicas"] = unavailable
         ru = (spec.get("strategy") or {}).get("rollingUpdate") or {}
-        max_unavailable = _resolve(ru.get("maxUnavailable", "25%"), replicas, False) if (spec.get("strategy") or {}).get("type") != "Recreate" else 0
+        max_unavailable = (
+            _resolve(ru.get("maxUnavailable", "25%"), replicas, False)
+            if (spec.get("strategy") or {}).get("type") != "Recreate"
+            else 0
+        )
         conditions = [dict(c) for c in old.get("conditions") or []]
         if available >= replicas - max_unavailable:
-            conditions = set_condition(conditions, "Available", "True", "MinimumReplicasAvailable", "Deployment has minimum availability.", now, False)
+            conditions = set_condition(
+                conditions,
+                "Available",
+                "True",
+                "MinimumReplicasAvailable",
+                "Deployment has minimum availability.",
+                now,
+                False,
+            )
         else:
-            conditions = set_condition(conditions, "Available", "False", "MinimumReplicasUnavailable", "Deployment does not have minimum availability.", now, False)
+            conditions = set_condition(
+                conditions,
+                "Available",
+                "False",
+                "MinimumReplicasUnavailable",
+                "Deployment does not have minimum availability.",
+                now,
+                False,
+            )
         rs_name = new_rs["metadata"]["name"] if new_rs else ""
         deadline = spec.get("progressDeadlineSeconds")
         current = next((c for c in conditions if c.get("type") == "Progressing"), None)
-        complete = new_rs is not None and updated == replicas and available >= replicas and total == replicas
-        moved = progressed or any(old.get(f, 0) != status.get(f, 0) for f in ("updatedReplicas", "readyReplicas", "availableReplicas", "replicas"))
+        complete = (
+            new_rs is not None
+            and updated == replicas
+            and available >= replicas
+            and total == replicas
+        )
+        moved = progressed or any(
+            old.get(f, 0) != status.get(f, 0)
+            for f in ("updatedReplicas", "readyReplicas", "availableReplicas", "replicas")
+        )
         if spec.get("paused"):
-            conditions = set_condition(conditions, "Progressing", "Unknown", "DeploymentPaused", "Deployment is paused", now)
+            conditions = set_condition(
+                conditions,
+                "Progressing",
+                "Unknown",
+                "DeploymentPaused",
+                "Deployment is paused",
+                now,
+            )
         elif complete:
             if not (current and current.get("reason") == "NewReplicaSetAvailable"):
-                conditions = set_condition(conditions, "Progressing", "True", "NewReplicaSetAvailable", f'ReplicaSet "{rs_name}" has successfully progressed.', now)
-        elif moved or current is None or current.get("reason") in ("NewReplicaSetAvailable", "DeploymentPaused", "DeploymentResumed"):
-            conditions = set_condition(conditions, "Progressing", "True", "ReplicaSetUpdated", f'ReplicaSet "{rs_name}" is progressing.', now)
+                conditions = set_condition(
+                    conditions,
+                    "Progressing",
+                    "True",
+                    "NewReplicaSetAvailable",
+                    f'ReplicaSet "{rs_name}" has successfully progressed.',
+                    now,
+                )
+        elif (
+            moved
+            or current is None
+            or current.get("reason")
+            in ("NewReplicaSetAvailable", "DeploymentPaused", "DeploymentResumed")
+        ):
+            conditions = set_condition(
+                conditions,
+                "Progressing",
+                "True",
+                "ReplicaSetUpdated",
+                f'ReplicaSet "{rs_name}" is progressing.',
+                now,
+            )
             for c in conditions:
                 if c.get("type") == "Progressing":
                     c["lastUpdateTime"] = now
             if deadline is not None:
-                self.enqueue_after((d["metadata"]["namespace"], d["metadata"]["name"]), float(deadline) + 1.05)
+                self.enqueue_after(
+                    (d["metadata"]["namespace"], d["metadata"]["name"]), float(deadline) + 1.05
+                )
         elif deadline is not None and current.get("reason") == "ReplicaSetUpdated":
             elapsed = time.time() - parse_iso(current.get("lastUpdateTime", ""))
             if elapsed > float(deadline):
-                conditions = set_condition(conditions, "Progressing", "False", "ProgressDeadlineExceeded", f'ReplicaSet "{rs_name}" has timed out progressing.', now)
+                conditions = set_condition(
+                    conditions,
+                    "Progressing",
+                    "False",
+                    "ProgressDeadlineExceeded",
+                    f'ReplicaSet "{rs_name}" has timed out progressing.',
+                    now,
+                )
             else:
-                self.enqueue_after((d["metadata"]["namespace"], d["metadata"]["name"]), float(deadline) - elapsed + 1.05)
-        status["conditions"] = sorted(conditions, key=lambda c: 0 if c.get("type") == "Available" else 1)
-        write_status(self.store, self.rt("apps", "deployments"), d, status, "kube-controller-manager")
+                self.enqueue_after(
+                    (d["metadata"]["namespace"], d["metadata"]["name"]),
+                    float(deadline) - elapsed + 1.05,
+                )
+        status["conditions"] = sorted(
+            conditions, key=lambda c: 0 if c.get("type") == "Available" else 1
+        )
+        write_status(
+            self.store, self.rt("apps", "deployments"), d, status, "kube-controller-manager"
+        )
 
 
 def _revision(rs: JSON) -> int:
@@ -436,11 +578,11 @@ class StatefulSetController(_Base):
         return []
 
     def start(self) -> None:
-        for s in self.store.list(self.rt("apps", "statefulsets")):
+        for s in self.store.select(self.rt("apps", "statefulsets")):
             self.enqueue((s["metadata"]["namespace"], s["metadata"]["name"]))
 
     def reconcile(self, key: Hashable) -> None:
-        ns, name = key  # type: ignore[misc]
+        ns, name = cast(tuple[str, str], key)
         s_rt = self.rt("apps", "statefulsets")
         sts = self.store.try_get(s_rt, ns, name)
         if sts is None or sts["metadata"].get("deletionTimestamp"):
@@ -454,7 +596,16 @@ class StatefulSetController(_Base):
             pod_name = f"{name}-{i}"
             pod = pods.get(pod_name)
             if pod is None:
-                self.create_pod(sts, template, {REVISION_HASH: revision, "statefulset.kubernetes.io/pod-name": pod_name, "apps.kubernetes.io/pod-index": str(i)}, name=pod_name)
+                self.create_pod(
+                    sts,
+                    template,
+                    {
+                        REVISION_HASH: revision,
+                        "statefulset.kubernetes.io/pod-name": pod_name,
+                        "apps.kubernetes.io/pod-index": str(i),
+                    },
+                    name=pod_name,
+                )
                 if ordered:
                     break
                 continue
@@ -465,15 +616,31 @@ class StatefulSetController(_Base):
                 if ordered:
                     break
         else:
-            extra = sorted((p for n, p in pods.items() if _ordinal(n, name) >= replicas), key=lambda p: -_ordinal(p["metadata"]["name"], name))
+            extra = sorted(
+                (p for n, p in pods.items() if _ordinal(n, name) >= replicas),
+                key=lambda p: -_ordinal(p["metadata"]["name"], name),
+            )
             for pod in extra[:1] if ordered else extra:
                 self.delete_pod(pod)
-            if not extra and all(pod_ready(p) for n, p in pods.items() if _ordinal(n, name) < replicas):
-                stale = sorted((p for p in pods.values() if (p["metadata"].get("labels") or {}).get(REVISION_HASH) != revision), key=lambda p: -_ordinal(p["metadata"]["name"], name))
+            if not extra and all(
+                pod_ready(p) for n, p in pods.items() if _ordinal(n, name) < replicas
+            ):
+                stale = sorted(
+                    (
+                        p
+                        for p in pods.values()
+                        if (p["metadata"].get("labels") or {}).get(REVISION_HASH) != revision
+                    ),
+                    key=lambda p: -_ordinal(p["metadata"]["name"], name),
+                )
                 if stale:
                     self.delete_pod(stale[0])
         pods_now = [p for p in owned_by(self.store, self.pods_rt(), sts) if pod_active(p)]
-        updated = sum(1 for p in pods_now if (p["metadata"].get("labels") or {}).get(REVISION_HASH) == revision)
+        updated = sum(
+            1
+            for p in pods_now
+            if (p["metadata"].get("labels") or {}).get(REVISION_HASH) == revision
+        )
         ready = sum(1 for p in pods_now if pod_ready(p))
         old = sts.get("status") or {}
         current_rev = old.get("currentRevision") or revision
@@ -484,7 +651,11 @@ class StatefulSetController(_Base):
             "replicas": len(pods_now),
             "readyReplicas": ready,
             "availableReplicas": ready,
-            "currentReplicas": sum(1 for p in pods_now if (p["metadata"].get("labels") or {}).get(REVISION_HASH) == current_rev),
+            "currentReplicas": sum(
+                1
+                for p in pods_now
+                if (p["metadata"].get("labels") or {}).get(REVISION_HASH) == current_rev
+            ),
             "updatedReplicas": updated,
             "currentRevision": current_rev,
             "updateRevision": revision,
@@ -511,31 +682,43 @@ class DaemonSetController(_Base):
         return []
 
     def start(self) -> None:
-        for s in self.store.list(self.rt("apps", "daemonsets")):
+        for s in self.store.select(self.rt("apps", "daemonsets")):
             self.enqueue((s["metadata"]["namespace"], s["metadata"]["name"]))
 
     def reconcile(self, key: Hashable) -> None:
-        ns, name = key  # type: ignore[misc]
+        ns, name = cast(tuple[str, str], key)
         ds_rt = self.rt("apps", "daemonsets")
         ds = self.store.try_get(ds_rt, ns, name)
         if ds is None or ds["metadata"].get("deletionTimestamp"):
             return
         template = ds["spec"].get("template") or {}
         revision = template_hash(template)
-        nodes = [n["metadata"]["name"] for n in self.store.list(self.rt("", "nodes"))]
+        nodes = [n["metadata"]["name"] for n in self.store.select(self.rt("", "nodes"))]
         pods = [p for p in owned_by(self.store, self.pods_rt(), ds) if pod_active(p)]
         by_node: dict[str, list[JSON]] = {}
         for p in pods:
             by_node.setdefault((p.get("spec") or {}).get("nodeName", ""), []).append(p)
         for node in nodes:
             if not by_node.get(node):
-                self.create_pod(ds, template, {REVISION_HASH: revision, "pod-template-generation": str(ds["metadata"].get("generation", 1))}, node=node)
-        stale = [p for p in pods if (p["metadata"].get("labels") or {}).get(REVISION_HASH) != revision]
+                self.create_pod(
+                    ds,
+                    template,
+                    {
+                        REVISION_HASH: revision,
+                        "pod-template-generation": str(ds["metadata"].get("generation", 1)),
+                    },
+                    node=node,
+                )
+        stale = [
+            p for p in pods if (p["metadata"].get("labels") or {}).get(REVISION_HASH) != revision
+        ]
         if stale and all(pod_ready(p) for p in pods if p not in stale):
             self.delete_pod(stale[0])
         pods = [p for p in owned_by(self.store, self.pods_rt(), ds) if pod_active(p)]
         ready = sum(1 for p in pods if pod_ready(p))
-        updated = sum(1 for p in pods if (p["metadata"].get("labels") or {}).get(REVISION_HASH) == revision)
+        updated = sum(
+            1 for p in pods if (p["metadata"].get("labels") or {}).get(REVISION_HASH) == revision
+        )
         status: JSON = {
             "observedGeneration": ds["metadata"].get("generation", 1),
             "desiredNumberScheduled": len(nodes),
@@ -563,11 +746,11 @@ class JobController(_Base):
         return []
 
     def start(self) -> None:
-        for j in self.store.list(self.rt("batch", "jobs")):
+        for j in self.store.select(self.rt("batch", "jobs")):
             self.enqueue((j["metadata"]["namespace"], j["metadata"]["name"]))
 
     def reconcile(self, key: Hashable) -> None:
-        ns, name = key  # type: ignore[misc]
+        ns, name = cast(tuple[str, str], key)
         j_rt = self.rt("batch", "jobs")
         job = self.store.try_get(j_rt, ns, name)
         if job is None or job["metadata"].get("deletionTimestamp"):
@@ -575,7 +758,10 @@ class JobController(_Base):
         spec = job["spec"]
         old = job.get("status") or {}
         conditions = [dict(c) for c in old.get("conditions") or []]
-        finished = any(c.get("type") in ("Complete", "Failed") and c.get("status") == "True" for c in conditions)
+        finished = any(
+            c.get("type") in ("Complete", "Failed") and c.get("status") == "True"
+            for c in conditions
+        )
         pods = owned_by(self.store, self.pods_rt(), job)
         succeeded = sum(1 for p in pods if (p.get("status") or {}).get("phase") == "Succeeded")
         failed = sum(1 for p in pods if (p.get("status") or {}).get("phase") == "Failed")
@@ -588,23 +774,67 @@ class JobController(_Base):
             deadline = spec.get("activeDeadlineSeconds")
             elapsed = time.time() - parse_iso(status["startTime"])
             if succeeded >= completions:
-                conditions = set_condition(conditions, "SuccessCriteriaMet", "True", "CompletionsReached", "Reached expected number of succeeded pods", now)
-                conditions = set_condition(conditions, "Complete", "True", "CompletionsReached", "Reached expected number of succeeded pods", now)
+                conditions = set_condition(
+                    conditions,
+                    "SuccessCriteriaMet",
+                    "True",
+                    "CompletionsReached",
+                    "Reached expected number of succeeded pods",
+                    now,
+                )
+                conditions = set_condition(
+                    conditions,
+                    "Complete",
+                    "True",
+                    "CompletionsReached",
+                    "Reached expected number of succeeded pods",
+                    now,
+                )
                 status["completionTime"] = now
                 finished = True
             elif failed > int(spec.get("backoffLimit", 6)):
-                conditions = set_condition(conditions, "FailureTarget", "True", "BackoffLimitExceeded", "Job has reached the specified backoff limit", now)
-                conditions = set_condition(conditions, "Failed", "True", "BackoffLimitExceeded", "Job has reached the specified backoff limit", now)
+                conditions = set_condition(
+                    conditions,
+                    "FailureTarget",
+                    "True",
+                    "BackoffLimitExceeded",
+                    "Job has reached the specified backoff limit",
+                    now,
+                )
+                conditions = set_condition(
+                    conditions,
+                    "Failed",
+                    "True",
+                    "BackoffLimitExceeded",
+                    "Job has reached the specified backoff limit",
+                    now,
+                )
                 finished = True
             elif deadline is not None and elapsed >= float(deadline):
-                conditions = set_condition(conditions, "FailureTarget", "True", "DeadlineExceeded", "Job was active longer than specified deadline", now)
-                conditions = set_condition(conditions, "Failed", "True", "DeadlineExceeded", "Job was active longer than specified deadline", now)
+                conditions = set_condition(
+                    conditions,
+                    "FailureTarget",
+                    "True",
+                    "DeadlineExceeded",
+                    "Job was active longer than specified deadline",
+                    now,
+                )
+                conditions = set_condition(
+                    conditions,
+                    "Failed",
+                    "True",
+                    "DeadlineExceeded",
+                    "Job was active longer than specified deadline",
+                    now,
+                )
                 finished = True
             elif spec.get("suspend"):
                 for p in active:
                     self.delete_pod(p)
                 active = []
-                conditions = set_condition(conditions, "Suspended", "True", "JobSuspended", "Job suspended", now)
+                conditions = set_condition(
+                    conditions, "Suspended", "True", "JobSuspended", "Job suspended", now
+                )
             else:
                 if deadline is not None:
                     self.enqueue_after(key, float(deadline) - elapsed + 0.05)
@@ -616,7 +846,13 @@ class JobController(_Base):
             for p in active:
                 self.delete_pod(p)
             active = []
-        status.update(active=len(active), succeeded=succeeded, failed=failed, ready=sum(1 for p in active if pod_ready(p)), terminating=0)
+        status.update(
+            active=len(active),
+            succeeded=succeeded,
+            failed=failed,
+            ready=sum(1 for p in active if pod_ready(p)),
+            terminating=0,
+        )
         status["uncountedTerminatedPods"] = {}
         for f in ("active", "succeeded", "failed"):
             if not status[f]:
