@@ -1,0 +1,78 @@
+"""`restore_drill`: restore a backup into drill namespaces and prove it works.
+
+Orchestration only: run the drill task (verify checksums, restore, parity, readiness,
+RTO/RPO, cleanup in ``finally``), then publish the report, trend and event. A drill
+that misses its bar ends the flow run Failed, with the result attached, so schedules
+and automations see it, and callers still read the numbers.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow
+from prefect.states import Failed
+
+from flows.backup import resolve_cluster, resolve_storage
+from tasks.backup_cluster import parse_config
+from tasks.restore_drill import DrillConfig, DrillResult, publish_drill, restore_drill_task
+
+
+@flow(name="restore-drill", log_prints=True)
+def restore_drill(
+    bucket: str | None = None,
+    prefix: str = "shipyard-backups",
+    s3_endpoint: str | None = None,
+    kubeconfig: str | None = None,
+    cluster: str = "default",
+    backup: str = "latest",
+    window_days: float | None = None,
+    existing: str = "fail",
+    rto_target_seconds: float | None = None,
+    rpo_target_seconds: float | None = None,
+    ready_timeout_seconds: float = 120.0,
+    cluster_block: str | None = None,
+    drill_cluster_block: str | None = None,
+    storage_block: str | None = None,
+) -> Any:
+    """Restore a backup into <ns>-drill-<id> namespaces, verify parity, measure RTO/RPO.
+
+    Args:
+        bucket: S3 bucket (ignored when storage_block is given).
+        prefix: Key prefix the backups were written under.
+        s3_endpoint: S3-compatible endpoint URL; default AWS.
+        kubeconfig: kubeconfig of the drill target (ignored with a cluster block).
+        cluster: Name of the cluster whose backups to drill.
+        backup: Backup id, 'latest', or 'random' (within window_days).
+        window_days: With backup='random', pick among backups this recent.
+        existing: Objects already present in the drill target: skip, update or fail.
+        rto_target_seconds: Fail when drill start to verified ready takes longer.
+        rpo_target_seconds: Fail when the backup is older than this.
+        ready_timeout_seconds: How long restored workloads may take to become Available.
+        cluster_block: Saved cluster block of the drill target.
+        drill_cluster_block: A separate drill cluster's block (takes precedence).
+        storage_block: Saved Shipyard Backup Storage block.
+    """
+    config: DrillConfig = parse_config(
+        DrillConfig,
+        {
+            "cluster": cluster,
+            "backup": backup,
+            "window_days": window_days,
+            "existing": existing,
+            "rto_target_seconds": rto_target_seconds,
+            "rpo_target_seconds": rpo_target_seconds,
+            "ready_timeout_seconds": ready_timeout_seconds,
+        },
+    )
+    target = resolve_cluster(kubeconfig, cluster, drill_cluster_block or cluster_block)
+    storage = resolve_storage(bucket, prefix, s3_endpoint, storage_block)
+    result: DrillResult = restore_drill_task(config, target, storage)
+    publish_drill(result, storage)
+    print(
+        f"drill of {result.backup_id}: {'PASSED' if result.passed else 'FAILED'} "
+        f"parity={result.parity:.4f} rto={result.rto_seconds:.1f}s rpo={result.rpo_seconds:.1f}s"
+    )
+    if not result.passed:
+        return Failed(message="; ".join(result.failures) or "drill failed", data=result)
+    return result

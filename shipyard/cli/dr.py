@@ -1,0 +1,125 @@
+"""`shipyard backup | restore-drill`: disaster-recovery backups and restore drills.
+
+Flags, exit codes and JSON keys are a contract (issue 8): exit 0 success / drill
+passed, 1 drill failed, 2 unusable input (missing kubeconfig, unknown bucket or backup
+id), with one line on stderr. Each command runs its Prefect flow, so runs show up in
+the UI like scheduled ones. AWS credentials come from the usual environment variables.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from shipyard.errors import ConfigError
+
+JsonOut = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
+Kubeconfig = Annotated[
+    Path, typer.Option("--kubeconfig", help="kubeconfig of the cluster.", show_default=False)
+]
+Bucket = Annotated[str, typer.Option("--bucket", help="S3 bucket holding the backups.")]
+Prefix = Annotated[str, typer.Option("--prefix", help="Key prefix of the backups.")]
+Endpoint = Annotated[
+    str | None,
+    typer.Option("--s3-endpoint", envvar="SHIPYARD_S3_ENDPOINT", help="S3-compatible endpoint."),
+]
+DEFAULT_PREFIX = "shipyard-backups"
+
+
+def _check_kubeconfig(path: Path) -> str:
+    if not path.is_file():
+        raise ConfigError(f"kubeconfig {path} does not exist")
+    return str(path)
+
+
+def register(app: typer.Typer) -> None:
+    """Add `backup` and `restore-drill` to ``app``."""
+
+    @app.command("backup")
+    def backup_cmd(
+        kubeconfig: Kubeconfig,
+        namespaces: Annotated[
+            str, typer.Option("--namespaces", help="Comma-separated namespaces to back up.")
+        ],
+        bucket: Bucket,
+        prefix: Prefix = DEFAULT_PREFIX,
+        s3_endpoint: Endpoint = None,
+        json_out: JsonOut = False,
+    ) -> None:
+        """Export namespaces (custom resources and their CRDs included) to S3."""
+        from flows.backup import backup
+
+        names = [n.strip() for n in namespaces.split(",") if n.strip()]
+        if not names:
+            raise ConfigError("--namespaces is empty")
+        result = backup(
+            namespaces=names,
+            bucket=bucket,
+            prefix=prefix,
+            s3_endpoint=s3_endpoint,
+            kubeconfig=_check_kubeconfig(kubeconfig),
+        )
+        if json_out:
+            typer.echo(
+                json.dumps(
+                    {
+                        "backup_id": result.backup_id,
+                        "objects": result.objects,
+                        "bytes": result.bytes,
+                    }
+                )
+            )
+        else:
+            typer.echo(f"backup {result.backup_id}: {result.objects} objects, {result.bytes} bytes")
+
+    @app.command("restore-drill")
+    def restore_drill_cmd(
+        kubeconfig: Kubeconfig,
+        bucket: Bucket,
+        prefix: Prefix = DEFAULT_PREFIX,
+        s3_endpoint: Endpoint = None,
+        backup: Annotated[
+            str, typer.Option("--backup", help="Backup id, 'latest' or 'random'.")
+        ] = "latest",
+        rto_target: Annotated[
+            float | None,
+            typer.Option("--rto-target", help="RTO target in seconds; a slower drill fails."),
+        ] = None,
+        json_out: JsonOut = False,
+    ) -> None:
+        """Restore a backup into drill namespaces, verify parity, report RTO/RPO."""
+        from flows.restore_drill import restore_drill
+        from tasks.restore_drill import DrillResult
+
+        if rto_target is not None and rto_target <= 0:
+            raise ConfigError("--rto-target must be positive")
+        state: Any = restore_drill(
+            bucket=bucket,
+            prefix=prefix,
+            s3_endpoint=s3_endpoint,
+            kubeconfig=_check_kubeconfig(kubeconfig),
+            backup=backup,
+            rto_target_seconds=rto_target,
+            return_state=True,
+        )
+        outcome: Any = state.result(raise_on_failure=False)
+        if isinstance(outcome, BaseException):
+            raise outcome
+        if not isinstance(outcome, DrillResult):
+            raise ConfigError(f"restore drill ended without a result: {state.message}")
+        if json_out:
+            typer.echo(json.dumps(outcome.cli_json()))
+        else:
+            verdict = "PASSED" if outcome.passed else "FAILED"
+            typer.echo(
+                f"drill {verdict}: backup {outcome.backup_id}, {outcome.restored}/"
+                f"{outcome.objects} restored, parity {outcome.parity:.4f}, "
+                f"RTO {outcome.rto_seconds:.1f}s, RPO {outcome.rpo_seconds:.1f}s"
+            )
+            for line in outcome.failures:
+                typer.echo(f"  {line}")
+        if not outcome.passed:
+            raise typer.Exit(1)
