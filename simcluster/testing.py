@@ -164,9 +164,9 @@ class LocalRegistry:
                 start = client.post(f"/v2/{repository}/blobs/uploads/")
                 start.raise_for_status()
                 location = start.headers["location"]
+                sep = "&" if "?" in location else "?"
                 put = client.put(
-                    location,
-                    params={"digest": digest},
+                    f"{location}{sep}digest={digest}",
                     content=blob,
                     headers={"Content-Type": "application/octet-stream"},
                 )
