@@ -40,6 +40,7 @@ __all__ = [
     "ecr_login",
     "ensure_ecr_repository",
     "ensure_harbor_project",
+    "login_ecr",
     "push_image",
     "run_push",
     "split_repository",
@@ -297,7 +298,6 @@ def run_push(
     client = (docker_host or DockerHost()).get_client()
     auth = registry.auth_config()
     headers = {"X-Registry-Auth": docker.auth.encode_header(auth)} if auth else {}
-    digest: str | None = None
     for tag in config.tags:
         params = {"tag": tag}
         if registry.insecure:
@@ -326,12 +326,11 @@ def run_push(
         if push_log.error:
             raise classify_push_error(push_log.error, host)
         log.info("pushed %s:%s %s", config.repository, tag, push_log.digest or "")
-        digest = digest or push_log.digest
     with registry.get_client() as api:
         found = api.manifest(path, config.tags[0])
     if found is None:
         raise TransientError(f"{config.repository}:{config.tags[0]} missing right after the push")
-    digest = found[0]
+    digest = found[0]  # the registry's word, whatever the engine printed
     log.info("image reference %s@%s", config.repository, digest)
     return PushImageResult(
         repository=config.repository,
@@ -357,3 +356,9 @@ def push_image(
 ) -> PushImageResult:
     """Push the image and return its immutable ``repository@sha256:...`` reference."""
     return run_push(config, docker_host, registry, ecr)
+
+
+@task(name="login_ecr", retries=2, retry_delay_seconds=[5, 15], retry_condition_fn=retry_condition)
+def login_ecr(ecr: EcrRegistry, repository: str) -> RegistryCredentials:
+    """ECR login (and repository creation) ahead of the build's reuse check and the push."""
+    return prepare_ecr(ecr, split_repository(repository)[1])[0]

@@ -1,0 +1,105 @@
+"""`build_scan_push`: the first half of a delivery, from an app commit to an image digest.
+
+build -> (image scan || source scan) -> gate -> push. Each step is a task (visible in
+the Prefect UI); the gate publishes a markdown artifact with counts by severity and
+blocking findings, and the flow publishes the immutable ``repository@sha256:...``
+reference that every later step deploys. A re-delivery of the same commit finds the
+image in the registry (build and push skipped) and the scans in the report cache.
+"""
+
+from __future__ import annotations
+
+from prefect import flow
+from prefect.artifacts import create_markdown_artifact
+from pydantic import BaseModel, Field
+
+from blocks.docker import DockerHost
+from blocks.registry import EcrRegistry, RegistryCredentials
+from tasks.build_image import BuildImageConfig, build_image
+from tasks.push_image import PushImageConfig, login_ecr, push_image
+from tasks.scan_image import (
+    ScanImageConfig,
+    ScanSourceConfig,
+    TrivySettings,
+    scan_gate,
+    scan_image,
+    scan_source,
+)
+from tasks.scan_policy import GateResult, ScanPolicy
+
+
+class BuildScanPushResult(BaseModel):
+    """What the rest of the delivery needs: the digest reference, and the evidence."""
+
+    repository: str
+    commit: str
+    tags: list[str]
+    digest: str = Field(description="sha256:... of the pushed manifest.")
+    reference: str = Field(description="repository@digest: deploy this, never a tag.")
+    reused: bool = Field(description="The registry already had this commit's image.")
+    gate: GateResult
+    sbom_path: str | None = Field(None, description="CycloneDX SBOM of the image.")
+
+
+@flow(name="build_scan_push")
+def build_scan_push(
+    build: BuildImageConfig,
+    policy: ScanPolicy | None = None,
+    trivy: TrivySettings | None = None,
+    docker_host: DockerHost | None = None,
+    registry: RegistryCredentials | None = None,
+    ecr: EcrRegistry | None = None,
+    harbor_api_url: str | None = None,
+) -> BuildScanPushResult:
+    """Build the commit's image, scan image and source in parallel, gate, push by digest."""
+    policy = policy or ScanPolicy()
+    settings = (trivy or TrivySettings()).model_dump()
+    if ecr is not None:
+        registry = login_ecr(ecr, build.repository)
+    built = build_image(build, docker_host, registry)
+    if built.reused:
+        image = ScanImageConfig(image=str(built.reference), image_src="remote", **settings)
+    else:
+        image = ScanImageConfig(
+            image=built.local_reference, image_src="docker", identity=built.image_id, **settings
+        )
+    image_scan = scan_image.submit(image, registry, docker_host)
+    source_scan = scan_source.submit(
+        ScanSourceConfig(repo_url=build.repo_url, commit=build.commit, **settings)
+    )
+    subject = f"{build.repository}:{build.commit}"
+    scans = [image_scan.result(), source_scan.result()]
+    gate = scan_gate(scans, policy, subject, wait_for=[image_scan, source_scan])
+    sbom_path = scans[0].sbom_path
+    if built.reused:
+        digest, reference = str(built.digest), str(built.reference)
+    else:
+        pushed = push_image(
+            PushImageConfig(
+                repository=build.repository, tags=built.tags, harbor_api_url=harbor_api_url
+            ),
+            docker_host,
+            registry,
+        )
+        digest, reference = pushed.digest, pushed.reference
+    create_markdown_artifact(
+        key="image-reference",
+        markdown=(
+            f"# Image of `{build.commit}`\n\n"
+            f"- reference: `{reference}`\n"
+            f"- tags: {', '.join(f'`{t}`' for t in built.tags)}\n"
+            f"- reused from the registry: {'yes' if built.reused else 'no'}\n"
+            f"- SBOM: `{sbom_path}`\n"
+        ),
+        description=reference,
+    )
+    return BuildScanPushResult(
+        repository=build.repository,
+        commit=build.commit,
+        tags=built.tags,
+        digest=digest,
+        reference=reference,
+        reused=built.reused,
+        gate=gate,
+        sbom_path=sbom_path,
+    )
