@@ -16,6 +16,7 @@ import pytest
 from pydantic import SecretStr
 
 from shipyard.bridge.server import BackgroundBridge, BridgeConfig
+from shipyard.catalog import parse_catalog
 from tests.bridge.conftest import PrivatePrefect
 
 pytestmark = pytest.mark.slow
@@ -185,3 +186,97 @@ def test_registry_push_reaches_prefect(
         digest,
     )
     assert payload["source"] == "distribution" and payload["pushed_at"]
+
+
+TRIGGER_FILE = Path(__file__).parents[2] / "deployments" / "triggers" / "deliver-on-push.yaml"
+DELIVER_PARAMETERS = ("app", "image", "tag", "digest", "trigger")
+
+
+def create_deliver_deployment(api: str) -> str:
+    """A real deployment with deliver's trigger-facing parameters; no worker runs it."""
+    with httpx.Client(base_url=api, timeout=10) as c:
+        flow = c.post("/flows/", json={"name": f"deliver-probe-{uuid.uuid4().hex[:6]}"})
+        flow.raise_for_status()
+        schema = {
+            "title": "Parameters",
+            "type": "object",
+            "properties": {p: {"title": p, "type": "string"} for p in DELIVER_PARAMETERS},
+            "required": list(DELIVER_PARAMETERS),
+        }
+        dep = c.post(
+            "/deployments/",
+            json={
+                "name": "deliver",
+                "flow_id": flow.json()["id"],
+                "parameter_openapi_schema": schema,
+                "enforce_parameter_schema": True,
+                "entrypoint": "flows/deliver.py:deliver",
+            },
+        )
+        dep.raise_for_status()
+        deployment_id: str = dep.json()["id"]
+        return deployment_id
+
+
+def install_trigger(api: str, deployment_id: str) -> None:
+    """Turn the snippet into the automation `prefect deploy` would create."""
+    from prefect.events.schemas.deployment_triggers import DeploymentEventTrigger
+    from ruamel.yaml import YAML
+
+    (raw,) = YAML(typ="safe").load(TRIGGER_FILE.read_text())["triggers"]
+    trigger = DeploymentEventTrigger.model_validate(raw)
+    trigger.set_deployment_id(uuid.UUID(deployment_id))
+    automation = trigger.as_automation().model_dump(mode="json")
+    r = httpx.post(f"{api}/automations/", json=automation, timeout=10)
+    assert r.status_code == 201, r.text
+
+
+def flow_runs(api: str, deployment_id: str) -> list[dict[str, Any]]:
+    r = httpx.post(
+        f"{api}/flow_runs/filter",
+        json={"deployments": {"id": {"any_": [deployment_id]}}},
+        timeout=10,
+    )
+    r.raise_for_status()
+    runs: list[dict[str, Any]] = r.json()
+    return runs
+
+
+def test_trigger_snippet_starts_deliver_with_the_push(
+    private_prefect: PrivatePrefect, tmp_path: Path
+) -> None:
+    if not private_prefect.up:
+        private_prefect.start()
+    api = private_prefect.api_url
+    deployment_id = create_deliver_deployment(api)
+    install_trigger(api, deployment_id)
+    time.sleep(2)  # the server's automation cache picks new automations up
+
+    catalog = parse_catalog(
+        "apps:\n"
+        "  - name: orders\n"
+        "    image: 123456789012.dkr.ecr.eu-west-1.amazonaws.com/shop/orders\n"
+        "    environments: [{name: dev, path: envs/dev, namespace: orders-dev}]\n"
+    )
+    config = BridgeConfig(
+        secret=SecretStr(SECRET),
+        spool_dir=tmp_path / "spool",
+        prefect_api_url=api,
+        catalog=catalog,
+    )
+    with BackgroundBridge(config) as bridge, httpx.Client(base_url=bridge.url) as c:
+        known = c.post("/hooks/ecr", content=ecr_push("7.0.0", "shop/orders"), headers=AUTH)
+        unknown = c.post("/hooks/ecr", content=ecr_push("7.0.0", "shop/unknown"), headers=AUTH)
+        assert (known.status_code, unknown.status_code) == (202, 202)
+        wait(lambda: bridge.state.metrics.emitted == 2, 30, "both events to be emitted")
+
+    wait(lambda: len(flow_runs(api, deployment_id)) >= 1, 60, "the automation to create a run")
+    time.sleep(3)  # give a wrongly matching second run the chance to appear
+    (run,) = flow_runs(api, deployment_id)
+    assert run["parameters"] == {
+        "app": "orders",
+        "image": "123456789012.dkr.ecr.eu-west-1.amazonaws.com/shop/orders",
+        "tag": "7.0.0",
+        "digest": "sha256:" + hashlib.sha256(b"7.0.0").hexdigest(),
+        "trigger": f"registry-push:ecr:{known.json()['events'][0]['event_id']}",
+    }
