@@ -4,6 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
+export PATH="$PWD/.venv/bin:$PATH"  # prefect, trivy and moto_server for subprocesses
 .venv/bin/ruff check .
 .venv/bin/mypy
 .venv/bin/python -m pytest -p no:cacheprovider -q "$@"
