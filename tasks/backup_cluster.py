@@ -19,6 +19,7 @@ import hashlib
 import json
 import logging
 import re
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -367,8 +368,10 @@ class KubeApi:
     fields and cost time at thousands of objects.
     """
 
-    def __init__(self, api_client: Any) -> None:
+    def __init__(self, api_client: Any, *, attempts: int = 4, backoff: float = 0.2) -> None:
         self.api = api_client
+        self.attempts = max(1, attempts)
+        self.backoff = backoff
 
     def request(
         self,
@@ -379,7 +382,28 @@ class KubeApi:
         *,
         content_type: str = "application/json",
     ) -> JSON | None:
-        """Send one request; None on 404, errors translated to the error split."""
+        """Send one request, retrying transient failures (5xx, 429, resets) briefly.
+
+        Returns None on 404; other errors are translated to the error split.
+        """
+        for attempt in range(self.attempts):
+            try:
+                return self._request_once(method, path, body, query, content_type)
+            except TransientError as exc:
+                if attempt + 1 >= self.attempts:
+                    raise
+                delay = exc.retry_after or self.backoff * (2**attempt)
+                time.sleep(min(delay, 5.0))
+        raise AssertionError("unreachable")
+
+    def _request_once(
+        self,
+        method: str,
+        path: str,
+        body: JSON | None,
+        query: dict[str, str] | None,
+        content_type: str,
+    ) -> JSON | None:
         from kubernetes.client.exceptions import ApiException
 
         try:
