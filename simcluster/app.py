@@ -308,6 +308,8 @@ class SimApp:
         if not req.body:
             raise errors.bad_request("the body of the request was empty")
         ctype = req.headers.get("content-type", "application/json").split(";")[0].strip()
+        if "protobuf" in ctype or "cbor" in ctype:
+            raise errors.unsupported_media_type(ctype)
         try:
             if ctype.endswith("yaml"):
                 return yaml.safe_load(req.body)
@@ -735,9 +737,14 @@ class SimApp:
                         if bookmarks and loop.time() < deadline:
                             yield bookmark()
                         continue
+                    if typ == "CLOSE":
+                        return
                     out = [encode(typ, ev)]
                     while not watcher.queue.empty():
                         typ, ev = watcher.queue.get_nowait()
+                        if typ == "CLOSE":
+                            yield b"".join(out)
+                            return
                         out.append(encode(typ, ev))
                     yield b"".join(out)
             finally:

@@ -105,7 +105,7 @@ class SimCluster:
             http="h11",
             ws="none",
         )
-        self._server = uvicorn.Server(config)
+        self._server = _Server(config, self.store.close_watches)
         tasks = [asyncio.create_task(c.run(), name=c.name) for c in self.controllers]
         serve_task = asyncio.create_task(self._server.serve(sockets=[self._sock]))
         while not self._server.started and not serve_task.done():
@@ -138,7 +138,8 @@ class SimCluster:
 
     def request_stop(self) -> None:
         """Ask the server to exit (safe from any thread)."""
-        if self._server is not None:
+        if self._server is not None and self._loop is not None:
+            self._loop.call_soon_threadsafe(self.store.close_watches)
             self._server.should_exit = True
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -154,6 +155,19 @@ class SimCluster:
 
     def write_kubeconfig(self, path: Path) -> Path:
         return kubeconfig_mod.write(path, self.url)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn, ending open watch streams first so shutdown is prompt and clean."""
+
+    def __init__(self, config: uvicorn.Config, on_exit: Any) -> None:
+        super().__init__(config)
+        self._on_exit = on_exit
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        loop = asyncio.get_event_loop()
+        loop.call_soon_threadsafe(self._on_exit)
+        super().handle_exit(sig, frame)
 
 
 async def _call(fn: Any, *args: Any) -> Any:

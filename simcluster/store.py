@@ -230,6 +230,12 @@ class Store:
         self._watchers.setdefault(rt.key, set()).add(watcher)
         return initial, watcher
 
+    def close_watches(self) -> None:
+        """End every open watch stream (server shutdown): each gets a ``CLOSE`` marker."""
+        for watchers in self._watchers.values():
+            for watcher in watchers:
+                watcher.queue.put_nowait(("CLOSE", WatchEvent("CLOSE", {}, self._rv)))
+
     def unwatch(self, watcher: Watcher) -> None:
         self._watchers.get(watcher.key, set()).discard(watcher)
 
