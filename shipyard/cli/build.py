@@ -82,6 +82,18 @@ def load_policy(fail_on: str, ignore_unfixed: bool, ignorefile: Path | None) -> 
     )
 
 
+def _validated(model: Any, **values: Any) -> Any:
+    """``model(**values)``; a validation failure is a ConfigError naming the field."""
+    from pydantic import ValidationError
+
+    try:
+        return model(**values)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or model.__name__
+        raise ConfigError(f"{where}: {first['msg']}") from None
+
+
 def _credentials(registry: str, username: str | None, insecure: bool | None) -> Any:
     from blocks.registry import RegistryCredentials
 
@@ -156,7 +168,8 @@ def register(app: typer.Typer) -> None:
             if not sep or not key:
                 raise ConfigError(f"--build-arg {item!r} must be KEY=VALUE")
             args[key] = value
-        config = BuildImageConfig(
+        config = _validated(
+            BuildImageConfig,
             repo_url=repo,
             commit=commit,
             repository=image,
@@ -174,7 +187,9 @@ def register(app: typer.Typer) -> None:
         out: dict[str, Any] = result.model_dump(mode="json", exclude={"log_tail"})
         if push and not result.reused:
             pushed = run_push(
-                PushImageConfig(repository=config.repository, tags=result.tags), host, creds
+                _validated(PushImageConfig, repository=config.repository, tags=result.tags),
+                host,
+                creds,
             )
             out["digest"] = pushed.digest
             out["reference"] = pushed.reference
@@ -198,7 +213,7 @@ def register(app: typer.Typer) -> None:
 
         registry, _ = split_repository(image)
         result = run_push(
-            PushImageConfig(repository=image, tags=tag),
+            _validated(PushImageConfig, repository=image, tags=tag),
             DockerHost(base_url=docker_host),
             _credentials(registry, username, insecure),
         )
@@ -230,7 +245,8 @@ def register(app: typer.Typer) -> None:
 
         policy = load_policy(fail_on, ignore_unfixed, ignorefile)
         registry, _ = split_repository(image.split("@", 1)[0])
-        config = ScanConfig(
+        config = _validated(
+            ScanConfig,
             image=image,
             source_dir=str(source) if source else None,
             db_repository=db_repository,

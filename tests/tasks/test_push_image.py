@@ -242,3 +242,63 @@ def test_harbor_project_created_once(harbor: str) -> None:
     )
     with pytest.raises(PermanentError, match="refused"):
         ensure_harbor_project(harbor, "other", bad)
+
+
+# --- the CLI ---------------------------------------------------------------------------------
+
+
+def _cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    from shipyard.cli.main import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(list(args))
+    out, err = capsys.readouterr()
+    return int(exc.value.code or 0), out, err
+
+
+def test_cli_build_push_rebuild_json(
+    stack: Stack,
+    docker_host: DockerHost,
+    base_image: str,
+    make_app_repo: Callable[[dict[str, str]], AppRepo],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    app = make_app_repo({"Dockerfile": APP_DOCKERFILE.format(base=base_image), "app.txt": "c\n"})
+    repo = unique_repository(stack, "cli")
+    common = ["--docker-host", str(docker_host.base_url), "--json"]
+    build = ["build", "--repo", app.url, "--commit", app.commit, "--image", repo, "--tag", "v9"]
+    code, out, err = _cli(capsys, *build, *common)
+    assert code == 0, err
+    built = json.loads(out.splitlines()[-1])
+    assert built["reused"] is False and built["tags"] == [app.commit, "v9"]
+
+    code, out, err = _cli(capsys, "push", repo, "--tag", app.commit, "--tag", "v9", *common)
+    assert code == 0, err
+    pushed = json.loads(out.splitlines()[-1])
+    assert pushed["reference"] == f"{repo}@{pushed['digest']}"
+
+    code, out, _ = _cli(capsys, *build, *common)
+    again = json.loads(out.splitlines()[-1])
+    assert again["reused"] is True and again["reference"] == pushed["reference"]
+
+
+def test_cli_bad_input_and_refused_push(
+    capsys: pytest.CaptureFixture[str],
+    docker_host: DockerHost,
+    auth_registry: AuthRegistry,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    code, out, err = _cli(
+        capsys, "build", "--repo", "git://x/y", "--commit", "abc", "--image", "r.example/a"
+    )
+    assert code == 2 and err.count("\n") == 1 and "40-character" in err
+    monkeypatch.setenv("SHIPYARD_REGISTRY_PASSWORD", "wrong-password")  # env, not a stand-in
+    base = docker_host.get_client().images.list()[0]
+    target = f"{auth_registry.address}/cli/refused"
+    base.tag(target, "v1")
+    code, _out, err = _cli(
+        capsys, "push", target, "--tag", "v1", "--username", "alice",
+        "--docker-host", str(docker_host.base_url),
+    )  # fmt: skip
+    assert code == 1 and err.count("\n") == 1
+    assert auth_registry.address in err and "wrong-password" not in err
