@@ -288,7 +288,7 @@ def test_cli_bad_input_and_refused_push(
     auth_registry: AuthRegistry,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    code, out, err = _cli(
+    code, _, err = _cli(
         capsys, "build", "--repo", "git://x/y", "--commit", "abc", "--image", "r.example/a"
     )
     assert code == 2 and err.count("\n") == 1 and "40-character" in err
