@@ -133,7 +133,9 @@ class SimApp:
                     }
                 )
                 await send({"type": "http.response.body", "body": b'{"kind":', "more_body": True})
-                raise ConnectionAbortedError("simulated dropped connection")
+                # Returning mid-body makes the server close the connection: the client
+                # sees a truncated response, like a dropped connection.
+                return
             if fault.kind in ("429", "500", "503"):
                 await self._send(send, _fault_response(fault))
                 return
