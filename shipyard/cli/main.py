@@ -23,6 +23,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "shipyard.cli.check",
     "shipyard.cli.gitops",
     "shipyard.cli.bridge",
+    "shipyard.cli.deliver_steps",
     "shipyard.cli.dr",
 )
 

@@ -1,0 +1,160 @@
+"""Direct apply: render the path at the commit, server-side apply it, prune the leftovers.
+
+The seed's ``kubectl apply --recursive`` stage done right: server-side apply with a
+field manager (so fields other managers own, e.g. an HPA's replicas, are not fought
+over), every object labelled with the app's ownership labels, and a prune that deletes
+only objects carrying this app's labels in this namespace that git no longer declares.
+Cluster-scoped objects are refused: the driver is namespace-scoped by design.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from shipyard.errors import ConfigError
+from tasks.sync.config import SyncConfig, SyncResult
+from tasks.sync.kube import KubeClient, Resource
+from tasks.sync.render import (
+    APP_LABEL,
+    MANAGED_BY_LABEL,
+    apply_order,
+    object_key,
+    object_ref,
+    plan_prune,
+    render,
+    stamp,
+)
+from tasks.sync.source import SourceCache, read_local
+
+__all__ = ["PRUNE_KINDS", "apply_objects", "sync_apply"]
+
+JSON = dict[str, Any]
+# Namespaced kinds looked at by prune besides the ones rendered (kubectl's allowlist).
+PRUNE_KINDS: tuple[tuple[str, str], ...] = (
+    ("v1", "ConfigMap"),
+    ("v1", "Secret"),
+    ("v1", "Service"),
+    ("v1", "ServiceAccount"),
+    ("v1", "PersistentVolumeClaim"),
+    ("apps/v1", "Deployment"),
+    ("apps/v1", "StatefulSet"),
+    ("apps/v1", "DaemonSet"),
+    ("batch/v1", "Job"),
+    ("batch/v1", "CronJob"),
+    ("networking.k8s.io/v1", "Ingress"),
+)
+
+
+def load_objects(config: SyncConfig, cache: SourceCache | None = None) -> tuple[str, list[JSON]]:
+    """(sha, rendered objects) of ``config.path`` at ``config.revision`` of ``config.repo``."""
+    assert config.repo is not None and config.path is not None
+    repo = config.repo
+    if "://" in repo or repo.endswith(".git") or "@" in repo.split("/", 1)[0]:
+        own = cache is None
+        cache = cache or SourceCache()
+        try:
+            sha, files = cache.fetch(repo, config.branch, config.revision, config.path)
+        finally:
+            if own:
+                cache.close()
+    else:
+        sha, files = read_local(repo, config.revision, config.path)
+    return sha, render(files, config.path)
+
+
+def apply_objects(
+    kube: KubeClient,
+    objects: Iterable[JSON],
+    *,
+    namespace: str,
+    app: str,
+    managed_by: str,
+    field_manager: str,
+    revision: str | None,
+    prune: bool,
+) -> tuple[list[str], list[str]]:
+    """Apply ``objects`` into ``namespace`` and prune; returns (applied, pruned) refs."""
+    desired: list[tuple[Resource, JSON]] = []
+    for obj in apply_order(objects):
+        resource = kube.resource(str(obj["apiVersion"]), str(obj["kind"]))
+        if not resource.namespaced:
+            raise ConfigError(
+                f"{object_ref(obj)} is cluster-scoped; direct apply only writes namespace "
+                f"{namespace} (apply it separately or use an operator)"
+            )
+        declared_ns = (obj.get("metadata") or {}).get("namespace")
+        if declared_ns not in (None, namespace):
+            raise ConfigError(
+                f"{object_ref(obj)} declares namespace {declared_ns}, not {namespace}"
+            )
+        desired.append(
+            (
+                resource,
+                stamp(obj, namespace=namespace, app=app, managed_by=managed_by, revision=revision),
+            )
+        )
+    keys = [object_key(o) for _, o in desired]
+    dupes = sorted({f"{k[1]}/{k[3]}" for k in keys if keys.count(k) > 1})
+    if dupes:
+        raise ConfigError(f"objects declared twice: {', '.join(dupes)}")
+    applied = []
+    for resource, obj in desired:
+        kube.apply(resource, obj, field_manager)
+        applied.append(object_ref(obj))
+    pruned: list[str] = []
+    if prune:
+        pruned = _prune(kube, [o for _, o in desired], namespace, app, managed_by)
+    return applied, pruned
+
+
+def _prune(
+    kube: KubeClient, desired: list[JSON], namespace: str, app: str, managed_by: str
+) -> list[str]:
+    selector = f"{MANAGED_BY_LABEL}={managed_by},{APP_LABEL}={app}"
+    kinds = dict.fromkeys(PRUNE_KINDS)
+    for obj in desired:
+        kinds[(str(obj["apiVersion"]), str(obj["kind"]))] = None
+    pruned = []
+    for api_version, kind in kinds:
+        try:
+            resource = kube.resource(api_version, kind)
+        except ConfigError:
+            continue  # the server does not serve this kind: nothing of it to prune
+        if not resource.namespaced:
+            continue
+        live, _ = kube.list(resource.path(namespace), {"labelSelector": selector})
+        for obj in live:
+            obj.setdefault("apiVersion", api_version)
+            obj.setdefault("kind", kind)
+        for obj in plan_prune(live, desired):
+            if kube.delete(resource.path(namespace, obj["metadata"]["name"])):
+                pruned.append(object_ref(obj))
+    return pruned
+
+
+def sync_apply(
+    kube: KubeClient, config: SyncConfig, cache: SourceCache | None = None
+) -> SyncResult:
+    """The apply driver: render, server-side apply, prune (see module docstring)."""
+    started = time.monotonic()
+    assert config.namespace is not None
+    sha, objects = load_objects(config, cache)
+    applied, pruned = apply_objects(
+        kube,
+        objects,
+        namespace=config.namespace,
+        app=config.app,
+        managed_by=config.field_manager,
+        field_manager=config.field_manager,
+        revision=sha,
+        prune=config.prune,
+    )
+    return SyncResult(
+        revision=sha,
+        driver="apply",
+        applied=applied,
+        pruned=pruned,
+        seconds=time.monotonic() - started,
+    )
