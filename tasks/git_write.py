@@ -20,8 +20,10 @@ import random
 import re
 import string
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -39,6 +41,7 @@ __all__ = [
     "GitWriteConfig",
     "ImageUpdate",
     "WriteBackResult",
+    "WriteBatcher",
     "apply_updates",
     "clone",
     "commit_files",
@@ -298,12 +301,18 @@ def clone(
 
 
 def commit_files(
-    repo: Repo, files: Sequence[str], message: str, *, author_name: str, author_email: str
+    repo: Repo,
+    files: Sequence[str],
+    message: str,
+    *,
+    author_name: str,
+    author_email: str,
+    verify: bool = False,
 ) -> str:
     """Stage exactly ``files`` and commit them; returns the new commit's sha.
 
     Uses the ``git`` binary so the repo's own configuration (e.g. ``commit.gpgsign``)
-    applies.
+    applies; ``verify`` runs the repo's commit hooks (a fresh clone has none).
     """
     ident = {
         "GIT_AUTHOR_NAME": author_name,
@@ -313,7 +322,7 @@ def commit_files(
     }
     with repo.git.custom_environment(**ident):
         repo.git.add("--", *files)
-        repo.git.commit("-q", "--no-verify", "-m", message)
+        repo.git.commit("-q", *([] if verify else ["--no-verify"]), "-m", message)
     return str(repo.head.commit.hexsha)
 
 
@@ -473,7 +482,7 @@ def commit_local(
     Author defaults to the repo's own ``user.name``/``user.email``, then to Shipyard.
     """
     try:
-        repo = Repo(str(repo_dir))
+        repo = Repo(str(repo_dir), search_parent_directories=True)
     except Exception as exc:  # noqa: BLE001 - gitpython raises several kinds here
         raise ConfigError(f"{repo_dir} is not a git working tree ({type(exc).__name__})") from None
     try:
@@ -483,8 +492,76 @@ def commit_local(
         root = Path(repo.working_tree_dir or repo_dir).resolve()
         rels = [os.path.relpath(Path(repo_dir).resolve() / f, root) for f in files]
         with repo.git.custom_environment(**_BASE_ENV):
-            return commit_files(repo, rels, message, author_name=name, author_email=email)
+            return commit_files(
+                repo, rels, message, author_name=name, author_email=email, verify=True
+            )
     except GitCommandError as exc:
         raise _git_error(exc, "commit") from None
     finally:
         repo.close()
+
+
+class WriteBatcher:
+    """Coalesce updates that arrive together (from threads of one process) into one commit.
+
+    The first caller becomes the leader: it waits ``window_seconds`` for more updates, then
+    writes them all with one call of ``write`` (e.g. ``partial(write_back, url,
+    config=...)``) while the others wait for that result. If a batch fails permanently
+    (one bad update), each of its updates is retried alone, so one bad update cannot sink
+    the rest. Every caller gets the result of the commit that carried its update.
+    """
+
+    def __init__(
+        self,
+        write: Callable[[list[ImageUpdate]], WriteBackResult],
+        *,
+        window_seconds: float = 0.05,
+        max_batch: int = 100,
+    ) -> None:
+        self._write = write
+        self._window = window_seconds
+        self._max = max_batch
+        self._lock = threading.Lock()
+        self._pending: list[tuple[ImageUpdate, Future[WriteBackResult]]] = []
+        self._leading = False
+        self.commits = 0
+
+    def submit(self, update: ImageUpdate) -> WriteBackResult:
+        """Queue ``update`` and block until the commit carrying it was pushed (or failed)."""
+        future: Future[WriteBackResult] = Future()
+        with self._lock:
+            self._pending.append((update, future))
+            lead = not self._leading
+            self._leading = True
+        if lead:
+            self._lead()
+        return future.result()
+
+    def _lead(self) -> None:
+        while True:
+            time.sleep(self._window)
+            with self._lock:
+                batch, self._pending = self._pending[: self._max], self._pending[self._max :]
+                if not batch:
+                    self._leading = False
+                    return
+            self._run(batch)
+
+    def _run(self, batch: list[tuple[ImageUpdate, Future[WriteBackResult]]]) -> None:
+        try:
+            result = self._write([u for u, _ in batch])
+        except PermanentError as exc:
+            if len(batch) == 1:
+                batch[0][1].set_exception(exc)
+                return
+            for update, future in batch:
+                self._run([(update, future)])
+            return
+        except BaseException as exc:  # noqa: BLE001 - handed to every waiting caller
+            for _, future in batch:
+                future.set_exception(exc)
+            return
+        with self._lock:
+            self.commits += 1 if result.commit else 0
+        for _, future in batch:
+            future.set_result(result)

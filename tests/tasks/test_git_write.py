@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import threading
+from functools import partial
 from pathlib import Path
 
 import pytest
 
-from shipyard.errors import PermanentError, TransientError
+from shipyard.errors import ConfigError, PermanentError, TransientError
 from tasks.git_write import (
     GitWriteConfig,
     ImageUpdate,
+    WriteBatcher,
     clone,
     push_updates,
     render_message,
@@ -208,3 +210,50 @@ def test_twenty_concurrent_writers_lose_nothing(tmp_path: Path) -> None:
     for i in range(n):
         assert "newTag: v2.0" in show(bare, f"apps/app{i:02d}/prod/kustomization.yaml")
     assert fast_forward_only(bare)
+
+
+def test_batcher_coalesces_concurrent_updates(tmp_path: Path) -> None:
+    """Updates submitted together from threads land in fewer commits, none lost."""
+    n = 8
+    bare = make_remote(
+        tmp_path,
+        {f"apps/a{i}/kustomization.yaml": kustomization((f"shop/a{i}", "v1")) for i in range(n)},
+    )
+    batcher = WriteBatcher(partial(write_back, str(bare), config=FAST), window_seconds=0.2)
+    errors: list[BaseException] = []
+
+    def submit(i: int) -> None:
+        try:
+            batcher.submit(_update(f"shop/a{i}", "v2", f"apps/a{i}"))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=submit, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors
+    assert batcher.commits < n and len(subjects(bare)) == 1 + batcher.commits
+    for i in range(n):
+        assert "newTag: v2" in show(bare, f"apps/a{i}/kustomization.yaml")
+
+
+def test_batcher_isolates_a_bad_update(tmp_path: Path) -> None:
+    bare = _shared_file_remote(tmp_path)
+    batcher = WriteBatcher(partial(write_back, str(bare), config=FAST), window_seconds=0.2)
+    outcome: dict[str, object] = {}
+
+    def submit(image: str) -> None:
+        try:
+            outcome[image] = batcher.submit(_update(image, "v7", "prod"))
+        except Exception as exc:  # noqa: BLE001 - inspected below
+            outcome[image] = exc
+
+    threads = [threading.Thread(target=submit, args=(i,)) for i in ("shop/cart", "shop/nope")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert isinstance(outcome["shop/nope"], ConfigError)
+    assert "name: shop/cart\n    newTag: v7" in show(bare, "prod/kustomization.yaml")
