@@ -23,11 +23,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from git import Repo  # noqa: E402
+from git import Repo
 
-from shipyard.stack import StackLayout, stack_down, stack_status, stack_up  # noqa: E402
-from shipyard.stack.model import DEFAULT_PORTS  # noqa: E402
-from shipyard.stack.runner import read_env_file  # noqa: E402
+from shipyard.stack import StackLayout, stack_down, stack_status, stack_up
+from shipyard.stack.model import DEFAULT_PORTS
+from shipyard.stack.runner import read_env_file
 
 DOCKERFILE = """\
 FROM {base}
