@@ -1,0 +1,67 @@
+"""`image-poll`: the fallback trigger where registry webhooks are impossible.
+
+Lists the image repository's tags over the OCI distribution API, picks the newest one
+the tag policy allows, and starts the `deliver` deployment when it differs from the last
+one this poller delivered (remembered in a Prefect Variable). Calls to one registry
+share a rate limit across all runs, so many pollers cannot hammer it.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, cast
+
+from prefect import flow, get_run_logger
+from prefect.client.schemas.objects import FlowRun
+from prefect.concurrency.sync import rate_limit
+from prefect.deployments import run_deployment
+from prefect.variables import Variable
+from pydantic import Field
+
+from shipyard.errors import ConfigError
+from shipyard.limits import ensure_limit, limit_name
+from tasks.poll_tags import TagPolicy, poll_tags
+
+
+def _split(image: str) -> tuple[str, str]:
+    host, _, repository = image.partition("/")
+    if not repository or not ("." in host or ":" in host or host == "localhost"):
+        raise ConfigError(f"image {image!r} must include the registry host, e.g. registry/x/app")
+    return host, repository
+
+
+@flow(name="image-poll")
+def image_poll(
+    app: Annotated[str, Field(description="Catalog app whose image is polled.")],
+    image: Annotated[str, Field(description="Image repository with registry host, no tag.")],
+    environment: Annotated[str | None, Field(description="Environment to deliver to.")] = None,
+    policy: Annotated[TagPolicy | None, Field(description="Which tags count.")] = None,
+    insecure: Annotated[bool, Field(description="Plain HTTP registry (loopback only).")] = False,
+    deliver_deployment: Annotated[str, Field(description="Deployment to start.")] = (
+        "deliver/deliver"
+    ),
+    requests_per_minute: Annotated[
+        int, Field(ge=1, description="Rate limit shared by all pollers of one registry.")
+    ] = 30,
+) -> str | None:
+    """Poll once; return the tag handed to `deliver`, or None when nothing is new."""
+    logger = get_run_logger()
+    registry, repository = _split(image)
+    limiter = limit_name("registry-rate", registry)
+    ensure_limit(limiter, limit=requests_per_minute, slot_decay_per_second=requests_per_minute / 60)
+    rate_limit(limiter)
+    tag = poll_tags(registry, repository, policy or TagPolicy(), insecure=insecure)
+    if tag is None:
+        logger.info("no tag of %s matches the policy", image)
+        return None
+    memory = f"image-poll-{app}-{environment or 'default'}".lower().replace("_", "-")
+    last = Variable.get(memory, default=None)
+    if last == tag:
+        logger.info("%s:%s is already delivered; nothing to do", image, tag)
+        return None
+    parameters = {"app": app, "image": image, "tag": tag, "trigger": f"image-poll:{tag}"}
+    if environment:
+        parameters["environment"] = environment
+    run = cast(FlowRun, run_deployment(deliver_deployment, parameters=parameters, timeout=0))
+    Variable.set(memory, tag, overwrite=True)
+    logger.info("started %s for %s:%s (flow run %s)", deliver_deployment, image, tag, run.id)
+    return tag

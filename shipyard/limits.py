@@ -1,0 +1,49 @@
+"""Prefect global concurrency limits that Shipyard relies on, created when missing.
+
+Prefect's ``concurrency()`` silently does not limit when the named limit does not exist;
+"one delivery per app and environment" and "one rate per registry" must hold on a fresh
+server too, so flows call :func:`ensure_limit` before taking a slot.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.actions import (
+    GlobalConcurrencyLimitCreate,
+    GlobalConcurrencyLimitUpdate,
+)
+from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
+
+
+def limit_name(kind: str, *parts: str) -> str:
+    """A valid limit name (no '/', '%', '&', '<', '>') that stays unique per input."""
+    raw = ":".join(parts)
+    slug = re.sub(r"[^A-Za-z0-9_.:-]+", "-", raw).strip("-")[:80]
+    digest = hashlib.sha256(raw.encode()).hexdigest()[:8]
+    return f"shipyard-{kind}-{slug}-{digest}"
+
+
+def ensure_limit(name: str, limit: int, slot_decay_per_second: float | None = None) -> None:
+    """Create the limit (active) if missing; re-activate it if someone disabled it."""
+    with get_client(sync_client=True) as client:
+        try:
+            client.create_global_concurrency_limit(
+                GlobalConcurrencyLimitCreate(
+                    name=name,
+                    limit=limit,
+                    active=True,
+                    slot_decay_per_second=slot_decay_per_second,
+                )
+            )
+            return
+        except ObjectAlreadyExists:
+            pass
+        try:
+            existing = client.read_global_concurrency_limit_by_name(name)
+        except ObjectNotFound:  # deleted in between: the next call creates it again
+            return
+        if not existing.active:
+            client.update_global_concurrency_limit(name, GlobalConcurrencyLimitUpdate(active=True))
