@@ -142,7 +142,7 @@ def register(app: typer.Typer) -> None:
         chosen = "argocd-rest" if driver == "argocd" and argocd_url else driver
         try:
             config = SyncConfig(
-                driver=chosen,  # type: ignore[arg-type]
+                driver=chosen,
                 revision=revision,
                 timeout_seconds=timeout,
                 repo=repo_dir,
