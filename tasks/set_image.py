@@ -25,9 +25,12 @@ Everything is validated before anything is written; invalid input is a
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import re
+import stat
+import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -343,10 +346,22 @@ def set_image(workdir: str | Path, config: SetImageConfig, *, write: bool = True
     result = plan_set_image(files, config)
     if write:
         for rel, text in result.files.items():
-            target = root / rel
-            with open(target, "w", encoding="utf-8", newline="") as handle:
-                handle.write(text)
+            _write_atomically((root / rel).resolve(), text)
     return result
+
+
+def _write_atomically(target: Path, text: str) -> None:
+    """Replace ``target``'s content in one rename, keeping its mode: no half-written file."""
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+            handle.write(text)
+        os.chmod(tmp, stat.S_IMODE(target.stat().st_mode))
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
 
 
 def find_images(workdir: str | Path, path: str, image: str) -> list[tuple[str, ImageRef]]:

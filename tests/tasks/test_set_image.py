@@ -250,3 +250,56 @@ def test_property_only_targeted_values_change(case: tuple[str, list[str], str, s
         if o != n:
             assert o.lstrip().startswith("image:") and target in o
     assert plan_set_image({"m.yaml": new}, config).files == {}
+
+
+@st.composite
+def _values(draw: st.DrawFn) -> tuple[str, str, str]:
+    names = [
+        f"reg.example/{n}" for n in draw(st.lists(_component, min_size=2, max_size=4, unique=True))
+    ]
+    target = names[0]
+    lines = ["# values", "replicas: 2"]
+    for i in range(draw(st.integers(1, 5))):
+        image, q = draw(st.sampled_from(names)), draw(_quote)
+        if draw(st.booleans()):
+            lines += [
+                f"svc{i}:",
+                "  image:",
+                f"    repository: {image}{draw(_comment)}",
+                f"    tag: {q}{draw(_tag)}{q}{draw(_comment)}",
+                "    pullPolicy: Always",
+            ]
+        else:
+            lines += [f"svc{i}:", f"  image: {q}{image}:{draw(_tag)}{q}{draw(_comment)}"]
+    lines += ["extra:", "  image:", f"    repository: {target}", "    tag: v0"]
+    return "\n".join(lines) + "\n", target, draw(_tag)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_values())
+def test_property_helm_values_only_targeted_values_change(case: tuple[str, str, str]) -> None:
+    text, target, tag = case
+    config = SetImageConfig.parse(image=target, tag=tag)
+    new = plan_set_image({"values.yaml": text}, config).files.get("values.yaml", text)
+    yaml = YAML(typ="safe")
+    before, after = yaml.load(text), yaml.load(new)
+    assert before.keys() == after.keys()
+    for key, b in before.items():
+        a = after[key]
+        if not isinstance(b, dict):
+            assert a == b
+            continue
+        image = b["image"]
+        if isinstance(image, dict):
+            expected_tag = tag if image["repository"] == target else image["tag"]
+            assert a["image"] == {**image, "tag": expected_tag}
+        else:
+            ref = parse_reference(image)
+            assert ref is not None
+            assert a["image"] == (f"{target}:{tag}" if ref.name == target else image)
+    old_lines, new_lines = text.splitlines(True), new.splitlines(True)
+    assert len(old_lines) == len(new_lines)
+    changed = [(o, n) for o, n in zip(old_lines, new_lines, strict=True) if o != n]
+    for o, n in changed:
+        assert o.split(":", 1)[0] == n.split(":", 1)[0]  # same key, only the value moved
+        assert ("#" in o) == ("#" in n) and o.partition(" #")[2] == n.partition(" #")[2]
