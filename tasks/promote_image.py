@@ -18,12 +18,19 @@ from prefect import task
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from blocks.gitops import GitOpsRepository
-from shipyard.catalog import Catalog, Environment, load_catalog
+from shipyard.catalog import App, Catalog, Environment, load_catalog
 from shipyard.errors import ConfigError, PolicyError, retry_condition
 from tasks.git_write import GitWriteConfig, ImageUpdate, WriteBackResult, clone, push_updates
 from tasks.set_image import SetImageConfig, find_images, validate_digest
 
-__all__ = ["PromoteImageConfig", "Promotion", "plan_promotion", "promote"]
+__all__ = [
+    "PromoteImageConfig",
+    "Promotion",
+    "image_update",
+    "plan_promote",
+    "plan_promotion",
+    "promote",
+]
 
 
 class PromoteImageConfig(BaseModel):
@@ -108,6 +115,63 @@ def plan_promotion(workdir: str | Path, catalog: Catalog, config: PromoteImageCo
     return Promotion(update, source, target)
 
 
+def image_update(
+    app: App,
+    environment: Environment,
+    *,
+    tag: str | None = None,
+    digest: str | None = None,
+    source_commit: str = "",
+) -> ImageUpdate:
+    """The update that sets ``app``'s image in ``environment`` (paths from the catalog)."""
+    return ImageUpdate(
+        set_image=SetImageConfig.parse(
+            path=environment.path, image=app.image, tag=tag, digest=digest
+        ),
+        app=app.name,
+        environment=environment.name,
+        source_commit=source_commit,
+    )
+
+
+def _plan_in_clone(
+    repository: GitOpsRepository,
+    config: PromoteImageConfig,
+    base: GitWriteConfig,
+    env: dict[str, str],
+    tmp: Path,
+) -> Promotion:
+    """Clone the source environment's branch and plan the promotion there."""
+    reader = clone(repository.url, tmp / "read", base, env=env)
+    try:
+        catalog = load_catalog(str(reader.working_tree_dir))
+        source_branch = catalog.app(config.app).environment(config.from_environment).branch
+        if source_branch != base.branch:
+            reader.close()
+            source_config = base.model_copy(update={"branch": source_branch})
+            reader = clone(repository.url, tmp / "source", source_config, env=env)
+        return plan_promotion(str(reader.working_tree_dir), catalog, config)
+    finally:
+        reader.close()
+
+
+@task(name="plan-promotion", retries=2, retry_delay_seconds=5, retry_condition_fn=retry_condition)
+def plan_promote(
+    repository: GitOpsRepository, config: PromoteImageConfig, write: GitWriteConfig | None = None
+) -> Promotion:
+    """Read the catalog and the source environment from the repo; return the plan.
+
+    The flow then sends ``plan.update`` to ``commit_and_push`` or, when
+    ``plan.target.pull_request``, to ``pull_request``, on ``plan.target.branch``.
+    """
+    base = write or repository.write_config()
+    with (
+        tempfile.TemporaryDirectory(prefix="shipyard-promote-") as tmp,
+        repository.git_environment() as env,
+    ):
+        return _plan_in_clone(repository, config, base, env, Path(tmp))
+
+
 @task(
     name="promote-image",
     retries=3,
@@ -119,28 +183,15 @@ def promote(
 ) -> WriteBackResult:
     """Promote ``config.app`` by digest and push to the target environment's branch.
 
-    Targets with ``pull_request: true`` are refused with a PolicyError: the deliver flow
-    sends those through :func:`tasks.pull_request.open_pull_request` instead.
+    Targets with ``pull_request: true`` are refused with a PolicyError: use
+    :func:`plan_promote` and :func:`tasks.pull_request.pull_request` for those.
     """
     base = write or repository.write_config()
     with (
         tempfile.TemporaryDirectory(prefix="shipyard-promote-") as tmp,
         repository.git_environment() as env,
     ):
-        reader = clone(repository.url, Path(tmp) / "read", base, env=env)
-        catalog = load_catalog(str(reader.working_tree_dir or tmp))
-        app = catalog.app(config.app)
-        source_branch = app.environment(config.from_environment).branch
-        if source_branch != base.branch:
-            reader.close()
-            reader = clone(
-                repository.url,
-                Path(tmp) / "source",
-                base.model_copy(update={"branch": source_branch}),
-                env=env,
-            )
-        plan = plan_promotion(str(reader.working_tree_dir or tmp), catalog, config)
-        reader.close()
+        plan = _plan_in_clone(repository, config, base, env, Path(tmp))
         if plan.target.pull_request:
             raise PolicyError(
                 f"{config.app}: {plan.target.name} takes changes through a pull request"

@@ -15,9 +15,17 @@ from shipyard.errors import ConfigError, PolicyError, retry_condition
 from shipyard.redact import redact
 from tasks.commit_push import commit_and_push, limit_name, run_commit_and_push
 from tasks.git_write import GitWriteConfig, ImageUpdate
-from tasks.promote_image import PromoteImageConfig, plan_promotion, promote
+from tasks.promote_image import (
+    PromoteImageConfig,
+    image_update,
+    plan_promote,
+    plan_promotion,
+    promote,
+)
+from tasks.pull_request import PullRequestConfig, pull_request
 from tasks.set_image import SetImageConfig, set_image
-from tests.tasks.gitops_repo import make_remote, show, subjects
+from tests.tasks.fakes.git_hosting import FakeGitHosting
+from tests.tasks.gitops_repo import git, make_remote, show, subjects
 
 IMAGE = "registry.example/shop/cart"
 VERIFIED = "sha256:" + "5e" * 32
@@ -174,3 +182,43 @@ def test_block_git_environment_keeps_token_secret(tmp_path: Path) -> None:
     config = repo.write_config(max_attempts=3)
     assert isinstance(config, GitWriteConfig) and config.max_attempts == 3
     shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def test_plan_promote_then_pull_request_for_protected_target(tmp_path: Path) -> None:
+    bare = make_remote(tmp_path, _tree(f"v1.1.0@{VERIFIED}"))
+    hosting = FakeGitHosting({"acme/gitops": bare}, auto_merge_after_polls=1).start()
+    try:
+        repo = GitOpsRepository(
+            url=str(bare),
+            api="github",
+            api_url=hosting.github_api,
+            project="acme/gitops",
+            token=SecretStr("test-token"),
+        )
+        plan = plan_promote.fn(
+            repo,
+            PromoteImageConfig(
+                app="cart", from_environment="staging", to_environment="audit", digest=VERIFIED
+            ),
+        )
+        assert plan.target.pull_request
+        result = pull_request.fn(
+            repo,
+            [plan.update],
+            PullRequestConfig(wait_for_merge=True, poll_seconds=0.01),
+            repo.write_config(branch=plan.target.branch),
+        )
+        assert result.merged_commit == git("rev-parse", "main", cwd=bare).strip()
+        assert VERIFIED in show(bare, "apps/cart/audit/values.yaml")
+    finally:
+        hosting.stop()
+
+
+def test_image_update_from_catalog(tmp_path: Path) -> None:
+    root = _write(tmp_path, _tree("v1"))
+    app = load_catalog(root).app("cart")
+    update = image_update(app, app.environment("prod"), tag="v9", source_commit="abc")
+    assert update.set_image.path == "apps/cart/prod" and update.set_image.image == IMAGE
+    assert (update.app, update.environment) == ("cart", "prod")
+    with pytest.raises(ConfigError, match="invalid tag"):
+        image_update(app, app.environment("prod"), tag="bad tag")
