@@ -732,9 +732,10 @@ class SimApp:
                     if remaining <= 0:
                         return
                     try:
-                        typ, ev = await asyncio.wait_for(
-                            watcher.queue.get(), min(remaining, interval)
-                        )
+                        # asyncio.timeout, unlike wait_for, creates no task per wait:
+                        # it matters with hundreds of idle watchers.
+                        async with asyncio.timeout(min(remaining, interval)):
+                            typ, ev = await watcher.queue.get()
                     except TimeoutError:
                         if bookmarks and loop.time() < deadline:
                             yield bookmark()

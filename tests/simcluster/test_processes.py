@@ -84,7 +84,10 @@ def test_job_process_succeeds_with_resolved_env_and_logs(
             ),
         ),
     ]
-    script = "import os; print('hello', os.environ['PLAIN'], os.environ['TOKEN'], os.environ['URL']); print('pod', os.environ['POD'])"
+    script = (
+        "import os; print('hello', os.environ['PLAIN'], os.environ['TOKEN'], os.environ['URL'])\n"
+        "print('pod', os.environ['POD'])"
+    )
     batch.create_namespaced_job(proc_namespace, _job("flow-run", script, env))
     eventually(lambda: _finished(batch, proc_namespace, "flow-run") == "Complete", timeout=20)
     assert batch.read_namespaced_job("flow-run", proc_namespace).status.succeeded == 1
