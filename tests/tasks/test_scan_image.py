@@ -192,3 +192,88 @@ def test_run_scan_cli_core_passes_clean_image(
     assert result.gate.passed, result.gate.summary()
     assert [s.kind for s in result.scans] == ["image", "fs"]
     assert os.path.getsize(tmp_path / "out" / "sbom.json") > 100
+
+
+# --- a tiny real vulnerability DB, built at test time -----------------------------------------
+
+DATA = Path(__file__).parent / "data" / "trivy"
+ALPINE_DOCKERFILE = """\
+FROM {base}
+RUN mkdir -p /etc /lib/apk/db && echo 3.19.1 > /etc/alpine-release \\
+ && printf 'P:busybox\\nV:1.36.1-r15\\nA:x86_64\\no:busybox\\n\\n' > /lib/apk/db/installed \\
+ && printf 'P:zlib\\nV:1.3-r2\\nA:x86_64\\no:zlib\\n\\n' >> /lib/apk/db/installed
+USER 1000
+"""
+
+
+@pytest.fixture(scope="module")
+def tiny_vuln_db(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A trivy cache dir holding a real bbolt DB with three test advisories (Go + bbolt)."""
+    import shutil
+    import subprocess
+
+    go = shutil.which("go")
+    if go is None or not Path("/usr/share/gocode/src/go.etcd.io/bbolt").is_dir():
+        pytest.skip("needs golang-go and golang-github-coreos-bbolt-dev")
+    root = tmp_path_factory.mktemp("tinydb")
+    env = {
+        **os.environ,
+        "GO111MODULE": "off",
+        "GOPATH": "/usr/share/gocode",
+        "GOCACHE": str(root / "gocache"),
+    }
+    mkdb = root / "mkdb"
+    subprocess.run(
+        [go, "build", "-o", str(mkdb), "main.go"], cwd=DATA / "mkdb", env=env, check=True
+    )
+    cache = root / "cache"
+    (cache / "db").mkdir(parents=True)
+    subprocess.run(
+        [str(mkdb), str(DATA / "tiny-db.json"), str(cache / "db" / "trivy.db")], check=True
+    )
+    (cache / "db" / "metadata.json").write_text(
+        json.dumps(
+            {
+                "Version": 2,
+                "NextUpdate": "2099-01-01T00:00:00Z",
+                "UpdatedAt": "2026-11-27T00:00:00Z",
+                "DownloadedAt": "2026-11-27T00:00:00Z",
+            }
+        )
+    )
+    return str(cache)
+
+
+@pytest.mark.slow
+def test_real_vulnerability_scan_with_tiny_db(
+    stack: Stack,
+    docker_host: DockerHost,
+    base_image: str,
+    make_app_repo: Callable[[dict[str, str]], AppRepo],
+    tiny_vuln_db: str,
+    tmp_path: Path,
+) -> None:
+    files = {
+        "Dockerfile": ALPINE_DOCKERFILE.format(base=base_image),
+        "requirements.txt": "requests==2.30.0\n",
+    }
+    pushed = build_and_push(stack, docker_host, make_app_repo, files, "vulns")
+    trivy = {"cache_dir": tiny_vuln_db, "result_cache_dir": str(tmp_path / "scans")}
+    image = run_image_scan(ScanImageConfig(image=pushed.reference, **trivy))  # type: ignore[arg-type]
+    assert "vuln" in image.scanners and image.vuln_db == "v2 2026-11-27T00:00:00Z"
+    vulns = {(f.id, f.package, f.severity, f.fixed_version) for f in image.findings}
+    assert ("CVE-2099-0001", "busybox", "CRITICAL", "1.36.1-r20") in vulns
+    assert ("CVE-2099-0002", "zlib", "MEDIUM", "1.3.1-r0") in vulns
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "requirements.txt").write_text(files["requirements.txt"])
+    source = run_source_scan(ScanSourceConfig(source_dir=str(src), **trivy))  # type: ignore[arg-type]
+    assert [(f.id, f.severity) for f in source.findings] == [("GHSA-test-0000-0001", "HIGH")]
+
+    gate = gate_findings([image, source], ScanPolicy())
+    assert [f.id for f in gate.blocking] == ["CVE-2099-0001", "GHSA-test-0000-0001"]
+    assert gate.counts["MEDIUM"] == 1
+    accepted = ScanPolicy(
+        ignore=parse_ignorefile("CVE-2099-0001 exp:2099-12-31\nGHSA-test-0000-0001\n")
+    )
+    assert gate_findings([image, source], accepted).passed
