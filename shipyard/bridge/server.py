@@ -17,6 +17,7 @@ import socket
 import threading
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -206,8 +207,13 @@ def build_app(config: BridgeConfig) -> Starlette:
         state.metrics.deduplicated[source] += len(pushed) - len(fresh)
         if not fresh:
             return _json(200, {"events": []})
+        # Distinct `occurred` per event (a microsecond apart) keeps their order and keeps
+        # Prefect's trigger buckets from seeing two pushes as one instant.
         received_at = utcnow()
-        records = [prefect_event(p, state.app_for(p), received_at) for p in fresh]
+        records = [
+            prefect_event(p, state.app_for(p), received_at + timedelta(microseconds=i))
+            for i, p in enumerate(fresh)
+        ]
         if state.committer is not None:
             try:
                 await state.committer.append(records)

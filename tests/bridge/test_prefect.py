@@ -56,14 +56,77 @@ def wait(predicate: Any, timeout: float, what: str) -> None:
         time.sleep(0.2)
 
 
+TRIGGER_FILE = Path(__file__).parents[2] / "deployments" / "triggers" / "deliver-on-push.yaml"
+DELIVER_PARAMETERS = ("app", "image", "tag", "digest", "trigger")
+
+
+def create_deliver_deployment(api: str) -> str:
+    """A real deployment with deliver's trigger-facing parameters; no worker runs it."""
+    with httpx.Client(base_url=api, timeout=10) as c:
+        flow = c.post("/flows/", json={"name": f"deliver-probe-{uuid.uuid4().hex[:6]}"})
+        flow.raise_for_status()
+        schema = {
+            "title": "Parameters",
+            "type": "object",
+            "properties": {p: {"title": p, "type": "string"} for p in DELIVER_PARAMETERS},
+            "required": list(DELIVER_PARAMETERS),
+        }
+        dep = c.post(
+            "/deployments/",
+            json={
+                "name": "deliver",
+                "flow_id": flow.json()["id"],
+                "parameter_openapi_schema": schema,
+                "enforce_parameter_schema": True,
+                "entrypoint": "flows/deliver.py:deliver",
+            },
+        )
+        dep.raise_for_status()
+        deployment_id: str = dep.json()["id"]
+        return deployment_id
+
+
+def install_trigger(api: str, deployment_id: str) -> None:
+    """Turn the snippet into the automation `prefect deploy` would create."""
+    from prefect.events.schemas.deployment_triggers import DeploymentEventTrigger
+    from ruamel.yaml import YAML
+
+    (raw,) = YAML(typ="safe").load(TRIGGER_FILE.read_text())["triggers"]
+    trigger = DeploymentEventTrigger.model_validate(raw)
+    trigger.set_deployment_id(uuid.UUID(deployment_id))
+    automation = trigger.as_automation().model_dump(mode="json")
+    r = httpx.post(f"{api}/automations/", json=automation, timeout=10)
+    assert r.status_code == 201, r.text
+
+
+def flow_runs(api: str, deployment_id: str) -> list[dict[str, Any]]:
+    r = httpx.post(
+        f"{api}/flow_runs/filter",
+        json={"deployments": {"id": {"any_": [deployment_id]}}},
+        timeout=10,
+    )
+    r.raise_for_status()
+    runs: list[dict[str, Any]] = r.json()
+    return runs
+
+
 def test_spool_survives_a_prefect_outage_and_drains_after(
     private_prefect: PrivatePrefect, tmp_path: Path
 ) -> None:
     repo = f"outage/{uuid.uuid4().hex[:8]}"
+    api = private_prefect.api_url
+    deployment_id = create_deliver_deployment(api)
+    install_trigger(api, deployment_id)
     config = BridgeConfig(
         secret=SecretStr(SECRET),
         spool_dir=tmp_path / "spool",
-        prefect_api_url=private_prefect.api_url,
+        prefect_api_url=api,
+        catalog=parse_catalog(
+            "apps:\n"
+            "  - name: orders\n"
+            f"    image: 123456789012.dkr.ecr.eu-west-1.amazonaws.com/{repo}\n"
+            "    environments: [{name: dev, path: envs/dev, namespace: orders-dev}]\n"
+        ),
     )
     with BackgroundBridge(config) as bridge, httpx.Client(base_url=bridge.url) as c:
         r = c.post("/hooks/ecr", content=ecr_push("before", repo), headers=AUTH)
@@ -102,14 +165,25 @@ def test_spool_survives_a_prefect_outage_and_drains_after(
     events = private_prefect.wait_for_events(21, resource)
     assert [e["payload"]["tag"] for e in events] == ["before", *tags]
 
-    # At least once, exactly once stored: resending the same ids adds nothing.
+    # Every push, including those spooled through the outage, started `deliver` once.
+    wait(lambda: len(flow_runs(api, deployment_id)) >= 21, 60, "a deliver run per push")
+    time.sleep(2)
+    runs = flow_runs(api, deployment_id)
+    assert sorted(r["parameters"]["tag"] for r in runs) == sorted(["before", *tags])
+
+    # At least once, effectively once: resending delivered ids stores nothing new and
+    # starts no second run. (Only ids this Prefect server process has seen: its
+    # trigger service remembers seen ids in memory, so the pre-restart event is left
+    # out; see docs/bridge.md.)
     spool_files = sorted((tmp_path / "spool").glob("seg-*.jsonl"))
-    replay = [json.loads(line) for f in spool_files for line in f.read_text().splitlines()]
-    assert len(replay) >= 10
-    r = httpx.post(f"{private_prefect.api_url}/events", json=replay, timeout=10)
+    records = [json.loads(line) for f in spool_files for line in f.read_text().splitlines()]
+    replay = [r for r in records if r["payload"]["tag"] != "before"]
+    assert len(replay) == 20
+    r = httpx.post(f"{api}/events", json=replay, timeout=10)
     assert r.status_code == 204
     time.sleep(3)
     assert len(private_prefect.events(resource_prefix=resource)) == 21
+    assert len(flow_runs(api, deployment_id)) == 21
 
 
 def push_image(registry: str, repository: str, tag: str) -> str:
@@ -186,60 +260,6 @@ def test_registry_push_reaches_prefect(
         digest,
     )
     assert payload["source"] == "distribution" and payload["pushed_at"]
-
-
-TRIGGER_FILE = Path(__file__).parents[2] / "deployments" / "triggers" / "deliver-on-push.yaml"
-DELIVER_PARAMETERS = ("app", "image", "tag", "digest", "trigger")
-
-
-def create_deliver_deployment(api: str) -> str:
-    """A real deployment with deliver's trigger-facing parameters; no worker runs it."""
-    with httpx.Client(base_url=api, timeout=10) as c:
-        flow = c.post("/flows/", json={"name": f"deliver-probe-{uuid.uuid4().hex[:6]}"})
-        flow.raise_for_status()
-        schema = {
-            "title": "Parameters",
-            "type": "object",
-            "properties": {p: {"title": p, "type": "string"} for p in DELIVER_PARAMETERS},
-            "required": list(DELIVER_PARAMETERS),
-        }
-        dep = c.post(
-            "/deployments/",
-            json={
-                "name": "deliver",
-                "flow_id": flow.json()["id"],
-                "parameter_openapi_schema": schema,
-                "enforce_parameter_schema": True,
-                "entrypoint": "flows/deliver.py:deliver",
-            },
-        )
-        dep.raise_for_status()
-        deployment_id: str = dep.json()["id"]
-        return deployment_id
-
-
-def install_trigger(api: str, deployment_id: str) -> None:
-    """Turn the snippet into the automation `prefect deploy` would create."""
-    from prefect.events.schemas.deployment_triggers import DeploymentEventTrigger
-    from ruamel.yaml import YAML
-
-    (raw,) = YAML(typ="safe").load(TRIGGER_FILE.read_text())["triggers"]
-    trigger = DeploymentEventTrigger.model_validate(raw)
-    trigger.set_deployment_id(uuid.UUID(deployment_id))
-    automation = trigger.as_automation().model_dump(mode="json")
-    r = httpx.post(f"{api}/automations/", json=automation, timeout=10)
-    assert r.status_code == 201, r.text
-
-
-def flow_runs(api: str, deployment_id: str) -> list[dict[str, Any]]:
-    r = httpx.post(
-        f"{api}/flow_runs/filter",
-        json={"deployments": {"id": {"any_": [deployment_id]}}},
-        timeout=10,
-    )
-    r.raise_for_status()
-    runs: list[dict[str, Any]] = r.json()
-    return runs
 
 
 def test_trigger_snippet_starts_deliver_with_the_push(
