@@ -200,6 +200,7 @@ def bridge_throughput(
         "seconds": round(load.seconds, 3),
         "requests_per_s": round(load.sent / load.seconds, 1),
         "accepted_202": load.statuses.get(202, 0),
+        "events_accepted_per_s": round(load.statuses.get(202, 0) / load.seconds, 1),
         "deduplicated_200": load.statuses.get(200, 0),
         "other_statuses": {s: n for s, n in load.statuses.items() if s not in (200, 202)},
         "latency_ms_p50": round(statistics.median(lat) * 1000, 2) if lat else None,
