@@ -1,0 +1,173 @@
+"""sync_and_verify against the simulator, a real git remote and a real Prefect server."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from blocks.cluster import KubernetesCluster
+from blocks.gitops import GitOpsRepository
+from flows.sync_verify import RollbackFailedError, VerifyPlan, sync_and_verify
+from shipyard.errors import PolicyError
+from simcluster.testing import LocalRegistry, SimClusterHandle
+from tasks.sync.kube import KubeClient
+from tasks.sync_app import SyncConfig, sync
+from tasks.verify_rollout import VerifyConfig, watch_rollout
+from tests.tasks.gitops_repo import fast_forward_only
+from tests.tasks.k8s_objects import GitOpsRepo, kustomize_env
+
+pytestmark = [pytest.mark.usefixtures("prefect_api"), pytest.mark.slow]
+
+
+@pytest.fixture
+def gitops(tmp_path: Path) -> GitOpsRepo:
+    return GitOpsRepo(tmp_path)
+
+
+def _image(sim: SimClusterHandle, ns: str) -> str:
+    dep = KubeClient(sim.api_client()).get(f"/apis/apps/v1/namespaces/{ns}/deployments/web") or {}
+    return str(dep["spec"]["template"]["spec"]["containers"][0]["image"])
+
+
+def _setup(
+    sim: SimClusterHandle, ns: str, gitops: GitOpsRepo, registry: LocalRegistry
+) -> tuple[str, str, SyncConfig]:
+    """v1 deployed and healthy; returns (image repo, v1 sha, sync config)."""
+    image = f"{registry.host}/shop/web"
+    registry.push_image("shop/web", "1")
+    v1 = gitops.commit(kustomize_env(image, "1"), "web: v1")
+    cfg = SyncConfig(driver="apply", repo=gitops.url, path="envs/dev", namespace=ns, app="web")
+    sync(cfg, sim.api_client())
+    kube = KubeClient(sim.api_client())
+    assert watch_rollout(
+        kube, VerifyConfig(namespace=ns, workload="deployment/web", timeout_seconds=20)
+    ).healthy
+    return image, v1, cfg
+
+
+def _run(
+    sim: SimClusterHandle,
+    gitops: GitOpsRepo,
+    commit: str,
+    cfg: SyncConfig,
+    ns: str,
+    *,
+    digest: str | None = None,
+    repo_url: str | None = None,
+) -> Any:
+    plan = VerifyPlan(
+        workloads=[
+            VerifyConfig(namespace=ns, workload="deployment/web", digest=digest, timeout_seconds=20)
+        ]
+    )
+    return sync_and_verify(
+        KubernetesCluster(kubeconfig_path=str(sim.kubeconfig)),
+        GitOpsRepository(url=repo_url or gitops.url),
+        commit,
+        cfg,
+        plan,
+        app="web",
+        environment="dev",
+    )
+
+
+def test_good_image_rolls_out_and_verifies(
+    sim_cluster: SimClusterHandle,
+    sim_namespace: str,
+    gitops: GitOpsRepo,
+    oci_registry: LocalRegistry,
+) -> None:
+    image, _, cfg = _setup(sim_cluster, sim_namespace, gitops, oci_registry)
+    digest = oci_registry.push_image("shop/web", "2")
+    v2 = gitops.commit(kustomize_env(image, "2"), "web: v2")
+    outcome = _run(sim_cluster, gitops, v2, cfg, sim_namespace, digest=digest)
+    assert outcome.commit == v2 and outcome.verified[0].healthy
+    assert _image(sim_cluster, sim_namespace) == f"{image}:2"
+    assert gitops.subjects()[0] == "web: v2"
+
+
+@pytest.mark.parametrize(
+    ("crash", "reasons"),
+    [(False, ("ErrImagePull", "ImagePullBackOff")), (True, ("CrashLoopBackOff",))],
+)
+def test_bad_version_is_rolled_back(
+    sim_cluster: SimClusterHandle,
+    sim_namespace: str,
+    gitops: GitOpsRepo,
+    oci_registry: LocalRegistry,
+    crash: bool,
+    reasons: tuple[str, ...],
+) -> None:
+    image, _, cfg = _setup(sim_cluster, sim_namespace, gitops, oci_registry)
+    if crash:
+        oci_registry.push_image("shop/web", "3")
+    bad = gitops.commit(kustomize_env(image, "3", crash=crash), "web: v3")
+    started = time.monotonic()
+    with pytest.raises(PolicyError) as info:
+        _run(sim_cluster, gitops, bad, cfg, sim_namespace)
+    assert any(r in str(info.value) for r in reasons), info.value
+    assert time.monotonic() - started < 30
+    assert gitops.subjects()[:2] == ['Revert "web: v3"', "web: v3"]
+    assert fast_forward_only(gitops.bare)
+    assert _image(sim_cluster, sim_namespace) == f"{image}:1"
+    kube = KubeClient(sim_cluster.api_client())
+    assert watch_rollout(
+        kube, VerifyConfig(namespace=sim_namespace, workload="deployment/web", timeout_seconds=10)
+    ).healthy
+    _wait_event("shipyard.delivery.rolled-back", bad)
+
+
+def test_failed_rollback_is_loud(
+    sim_cluster: SimClusterHandle,
+    sim_namespace: str,
+    gitops: GitOpsRepo,
+    oci_registry: LocalRegistry,
+    tmp_path: Path,
+) -> None:
+    image, _, cfg = _setup(sim_cluster, sim_namespace, gitops, oci_registry)
+    bad = gitops.commit(kustomize_env(image, "4"), "web: v4 (missing)")
+    elsewhere = GitOpsRepo(tmp_path / "elsewhere")
+    elsewhere.commit({"x": "1"}, "unrelated")
+    with pytest.raises(RollbackFailedError, match="rollback failed"):
+        _run(sim_cluster, gitops, bad, cfg, sim_namespace, repo_url=elsewhere.url)
+    _wait_event("shipyard.delivery.rollback-failed", bad)
+
+
+@pytest.mark.parametrize("kind", ["429", "500", "drop"])
+def test_api_faults_do_not_change_the_outcome(
+    sim_cluster: SimClusterHandle,
+    sim_namespace: str,
+    gitops: GitOpsRepo,
+    oci_registry: LocalRegistry,
+    kind: str,
+) -> None:
+    image, _, cfg = _setup(sim_cluster, sim_namespace, gitops, oci_registry)
+    bad = gitops.commit(kustomize_env(image, "5", crash=True), "web: v5")
+    oci_registry.push_image("shop/web", "5")
+    for verb in ("patch", "list", "watch", "get"):
+        sim_cluster.faults.add(kind=kind, verb=verb, count=2, namespace=sim_namespace)
+    with pytest.raises(PolicyError, match="CrashLoopBackOff"):
+        _run(sim_cluster, gitops, bad, cfg, sim_namespace)
+    assert gitops.subjects()[0] == 'Revert "web: v5"'
+    assert _image(sim_cluster, sim_namespace) == f"{image}:1"
+
+
+def _wait_event(name: str, commit: str, timeout: float = 15.0) -> None:
+    from prefect.settings import PREFECT_API_URL
+
+    url = str(PREFECT_API_URL.value()).rstrip("/")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        resp = httpx.post(
+            f"{url}/events/filter", json={"filter": {"event": {"name": [name]}}, "limit": 50}
+        )
+        resp.raise_for_status()
+        for event in resp.json().get("events") or []:
+            if (event.get("payload") or {}).get("commit") == commit:
+                return
+        time.sleep(0.3)
+    raise AssertionError(f"no {name} event for {commit}")
