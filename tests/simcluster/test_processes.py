@@ -127,7 +127,7 @@ def test_follow_logs_streams_until_exit(sim_cluster: SimClusterHandle, proc_name
     pod = _pod_name(core, proc_namespace, "ticker")
     eventually(lambda: core.read_namespaced_pod(pod, proc_namespace).status.phase != "Pending")
     resp = core.read_namespaced_pod_log(pod, proc_namespace, follow=True, _preload_content=False)
-    lines = [line.decode() for line in resp.stream() for line in line.splitlines() if line]
+    lines = b"".join(resp.stream()).decode().splitlines()
     assert [line for line in lines if line.startswith("tick")] == ["tick 0", "tick 1", "tick 2"]
 
 
