@@ -11,11 +11,22 @@ from __future__ import annotations
 from typing import Any
 
 from prefect import flow
+from prefect.artifacts import create_markdown_artifact
+from prefect.events import emit_event
 from prefect.states import Failed
 
 from flows.backup import resolve_cluster, resolve_storage
 from tasks.backup_cluster import parse_config
-from tasks.restore_drill import DrillConfig, DrillResult, publish_drill, restore_drill_task
+from tasks.restore_drill import (
+    DrillConfig,
+    DrillResult,
+    GitDrillResult,
+    checkout_env,
+    publish_drill,
+    render_git_report,
+    restore_drill_task,
+    restore_from_git_task,
+)
 
 
 @flow(name="restore-drill", log_prints=True)
@@ -75,4 +86,60 @@ def restore_drill(
     )
     if not result.passed:
         return Failed(message="; ".join(result.failures) or "drill failed", data=result)
+    return result
+
+
+@flow(name="restore-from-git-drill", log_prints=True)
+def restore_from_git_drill(
+    env_path: str,
+    live_namespace: str,
+    repo_url: str | None = None,
+    ref: str = "main",
+    kubeconfig: str | None = None,
+    cluster: str = "default",
+    cluster_block: str | None = None,
+    ready_timeout_seconds: float = 120.0,
+) -> Any:
+    """Prove git alone can rebuild an environment: render it into a drill namespace and
+    compare it with the live one (parity, objects only in git or only live).
+
+    Args:
+        env_path: Environment directory (inside repo_url when given, else a local path).
+        live_namespace: Namespace the environment runs in.
+        repo_url: GitOps repository to clone (shallow); omit to use a local directory.
+        ref: Branch or tag to check out.
+        kubeconfig: kubeconfig path (ignored when cluster_block is given).
+        cluster: Cluster name for reports.
+        cluster_block: Saved Shipyard Kubernetes Cluster block.
+        ready_timeout_seconds: How long rebuilt workloads may take to become Available.
+    """
+    env_dir = checkout_env(repo_url, ref, env_path) if repo_url else env_path
+    target = resolve_cluster(kubeconfig, cluster, cluster_block)
+    result: GitDrillResult = restore_from_git_task(
+        target, env_dir, live_namespace, ready_timeout_seconds
+    )
+    create_markdown_artifact(
+        key="restore-from-git-drill",
+        markdown=render_git_report(result),
+        description=f"Rebuild of {live_namespace} from git",
+    )
+    emit_event(
+        event="shipyard.drill.passed" if result.passed else "shipyard.drill.failed",
+        resource={
+            "prefect.resource.id": f"shipyard.cluster.{cluster}",
+            "prefect.resource.name": cluster,
+        },
+        payload={
+            "kind": "git",
+            "live_namespace": live_namespace,
+            "parity": result.parity,
+            "failures": result.failures[:10],
+        },
+    )
+    print(
+        f"git drill of {live_namespace}: {'PASSED' if result.passed else 'FAILED'} "
+        f"parity={result.parity:.4f}"
+    )
+    if not result.passed:
+        return Failed(message="; ".join(result.failures), data=result)
     return result

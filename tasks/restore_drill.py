@@ -19,6 +19,7 @@ import random
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from prefect import task
@@ -29,9 +30,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from blocks.cluster import KubernetesCluster
 from blocks.storage import BackupStorage
-from shipyard.errors import retry_condition
+from shipyard.errors import ConfigError, PermanentError, TransientError, retry_condition
 from shipyard.redact import redact
-from tasks.backup_cluster import DEFAULT_WORKERS, KubeApi, S3Store, parallel_map
+from tasks.backup_cluster import DEFAULT_WORKERS, KubeApi, S3Store, export_objects, parallel_map
 from tasks.backup_manifest import (
     DRILLS_DIR,
     BackupManifest,
@@ -42,9 +43,18 @@ from tasks.backup_manifest import (
     object_key,
     verify_contents,
 )
-from tasks.normalize import drill_namespace
+from tasks.normalize import (
+    diff_objects,
+    drill_namespace,
+    group_of,
+    map_namespace,
+    restore_rank,
+    significant,
+)
 from tasks.restore_objects import (
+    DRILL_LABEL,
     ExistingPolicy,
+    PlannedObject,
     RestoreOutcome,
     cleanup_drill,
     measure_parity,
@@ -56,11 +66,16 @@ from tasks.restore_objects import (
 __all__ = [
     "DrillConfig",
     "DrillResult",
+    "GitDrillResult",
+    "compare_environments",
     "drill_history",
     "publish_drill",
+    "render_env",
     "render_report",
     "restore_drill_task",
+    "restore_from_git_task",
     "run_drill",
+    "run_git_drill",
     "trend_rows",
 ]
 
@@ -390,3 +405,296 @@ def publish_drill(result: DrillResult, storage: BackupStorage) -> None:
             "failures": result.failures[:10],
         },
     )
+
+
+# --- restore from git -------------------------------------------------------------------
+
+KUSTOMIZATION_NAMES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
+POD_TEMPLATE_PATHS: dict[str, tuple[str, ...]] = {
+    "Deployment": ("spec", "template", "spec"),
+    "StatefulSet": ("spec", "template", "spec"),
+    "DaemonSet": ("spec", "template", "spec"),
+    "ReplicaSet": ("spec", "template", "spec"),
+    "Job": ("spec", "template", "spec"),
+    "CronJob": ("spec", "jobTemplate", "spec", "template", "spec"),
+    "Pod": ("spec",),
+}
+
+
+def render_env(env_dir: Path, root: Path | None = None) -> list[JSON]:
+    """The desired state of a GitOps environment directory (pure: files in, objects out).
+
+    Understands plain YAML manifests (multi-document) and the kustomize subset GitOps
+    repos use for environments: ``resources`` (files and directories, recursively),
+    ``namespace`` and ``images`` overrides (newName / newTag / digest). Anything else
+    in a kustomization is a ConfigError rather than a silently wrong render.
+
+    ``root`` bounds where resources may come from (default: the enclosing git work tree,
+    else ``env_dir`` itself), so an env cannot pull files from outside its repository.
+    """
+    if not env_dir.is_dir():
+        raise ConfigError(f"environment directory {env_dir} does not exist")
+    env = env_dir.resolve()
+    if root is None:
+        root = next((p for p in (env, *env.parents) if (p / ".git").exists()), env)
+    return _render_dir(root.resolve(), env, depth=0)
+
+
+_SUPPORTED_KUSTOMIZE = frozenset({"apiVersion", "kind", "resources", "namespace", "images"})
+
+
+def _render_dir(root: Path, directory: Path, depth: int) -> list[JSON]:
+    if depth > 10:
+        raise ConfigError(f"{directory}: kustomization resources nest too deep")
+    kustomization = next(
+        (directory / n for n in KUSTOMIZATION_NAMES if (directory / n).is_file()), None
+    )
+    if kustomization is None:
+        objects: list[JSON] = []
+        for path in sorted(directory.iterdir()):
+            if path.suffix in (".yaml", ".yml") and path.is_file():
+                objects.extend(_load_yaml(path))
+        return objects
+    spec = _load_yaml(kustomization)
+    doc = spec[0] if spec else {}
+    unknown = set(doc) - _SUPPORTED_KUSTOMIZE
+    if unknown:
+        raise ConfigError(
+            f"{kustomization}: unsupported kustomize fields {', '.join(sorted(unknown))}"
+        )
+    objects = []
+    for entry in doc.get("resources") or []:
+        target = (directory / str(entry)).resolve()
+        if root not in target.parents and target != root:
+            raise ConfigError(f"{kustomization}: resource {entry} is outside the repository")
+        if target.is_dir():
+            objects.extend(_render_dir(root, target, depth + 1))
+        elif target.is_file():
+            objects.extend(_load_yaml(target))
+        else:
+            raise ConfigError(f"{kustomization}: resource {entry} does not exist")
+    namespace = doc.get("namespace")
+    for obj in objects:
+        if namespace and obj.get("kind") != "Namespace":
+            obj.setdefault("metadata", {})["namespace"] = namespace
+        for image in doc.get("images") or []:
+            _override_image(obj, image)
+    return objects
+
+
+def _load_yaml(path: Path) -> list[JSON]:
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import YAMLError
+
+    try:
+        docs = list(YAML(typ="safe").load_all(path.read_text(encoding="utf-8")))
+    except (OSError, YAMLError) as exc:
+        raise ConfigError(f"cannot read {path}: {exc}") from None
+    return [d for d in docs if isinstance(d, dict)]
+
+
+def _override_image(obj: JSON, image: Any) -> None:
+    """Apply one kustomize ``images`` entry to every container of ``obj``."""
+    from tasks.set_image import parse_reference
+
+    if not isinstance(image, dict) or not image.get("name"):
+        return
+    node: Any = obj
+    for key in POD_TEMPLATE_PATHS.get(str(obj.get("kind")), ()):
+        node = node.get(key) if isinstance(node, dict) else None
+    if not isinstance(node, dict):
+        return
+    for field in ("containers", "initContainers"):
+        for container in node.get(field) or []:
+            ref = parse_reference(str(container.get("image", "")))
+            if ref is None or ref.name != image["name"]:
+                continue
+            name = image.get("newName") or ref.name
+            tag = image.get("newTag", ref.tag)
+            digest = image.get("digest", ref.digest)
+            text = name + (f":{tag}" if tag else "") + (f"@{digest}" if digest else "")
+            container["image"] = text
+
+
+class GitDrillResult(BaseModel):
+    """Outcome of rebuilding an environment from git next to the live one."""
+
+    passed: bool = Field(description="The git-built copy equals the live environment.")
+    live_namespace: str = Field(description="The live environment's namespace.")
+    drill_namespace: str = Field(description="Where the git copy was built (deleted after).")
+    objects: int = Field(0, description="Objects rendered from git.")
+    restored: int = Field(0, description="Objects created in the drill namespace.")
+    parity: float = Field(0.0, description="Share of live+git objects equal on both sides.")
+    only_in_git: list[str] = Field(default_factory=list, description="Rendered, not live.")
+    only_in_live: list[str] = Field(default_factory=list, description="Live, not in git.")
+    mismatches: list[str] = Field(default_factory=list, description="Field differences.")
+    failures: list[str] = Field(default_factory=list, description="Why the drill failed.")
+    rto_seconds: float = Field(0.0, description="Render + apply + verify time.")
+    cleanup_left: list[str] = Field(default_factory=list, description="Not cleaned up.")
+
+
+def _identity(obj: JSON) -> tuple[str, str, str]:
+    return (
+        group_of(str(obj.get("apiVersion", ""))),
+        str(obj.get("kind")),
+        str((obj.get("metadata") or {}).get("name")),
+    )
+
+
+def compare_environments(
+    desired: list[JSON], live: list[JSON], *, secret_kinds: frozenset[str] = frozenset({"Secret"})
+) -> tuple[float, list[str], list[str], list[str]]:
+    """Parity of two normalized object sets of one namespace (pure).
+
+    Returns (parity, only in desired, only in live, field mismatches); objects are
+    matched by group, kind and name, Namespace objects are not compared.
+    """
+    want = {_identity(o): o for o in desired if o.get("kind") != "Namespace"}
+    have = {_identity(o): o for o in live if o.get("kind") != "Namespace"}
+    only_desired = sorted("/".join(k[1:]) for k in want.keys() - have.keys())
+    only_live = sorted("/".join(k[1:]) for k in have.keys() - want.keys())
+    mismatches: list[str] = []
+    equal = 0
+    for key in sorted(want.keys() & have.keys()):
+        diffs = significant(diff_objects(want[key], have[key]))
+        diffs = [d for d in diffs if d.path != ".metadata.namespace"]
+        if not diffs:
+            equal += 1
+        for d in diffs[:5]:
+            mismatches.append(f"{key[1]}/{key[2]} {d.render(secret=key[1] in secret_kinds)}")
+    total = len(want.keys() | have.keys())
+    return (1.0 if total == 0 else equal / total), only_desired, only_live, mismatches
+
+
+def run_git_drill(
+    kube: KubeApi,
+    env_dir: Path,
+    live_namespace: str,
+    *,
+    drill_id: str | None = None,
+    root: Path | None = None,
+    check_workloads: bool = True,
+    ready_timeout: float = 120.0,
+    workers: int = DEFAULT_WORKERS,
+    clock: Callable[[], float] = time.monotonic,
+) -> GitDrillResult:
+    """Build the environment from git alone in a drill namespace and compare it with live.
+
+    Both copies are read back from the cluster and normalized, so server defaulting
+    affects them equally: parity 1.0 proves git holds everything the live environment
+    needs. The drill namespace is always deleted.
+    """
+    t0 = clock()
+    rendered = render_env(env_dir, root)
+    did = drill_id or f"{random.SystemRandom().getrandbits(24):06x}"
+    target = drill_namespace(live_namespace, did)
+    objects = [o for o in rendered if o.get("kind") != "Namespace"]
+    for obj in objects:
+        meta = obj.setdefault("metadata", {})
+        meta["namespace"] = target
+    namespace_obj: JSON = {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {"name": target, "labels": {DRILL_LABEL: did}},
+    }
+    result = GitDrillResult(
+        passed=False, live_namespace=live_namespace, drill_namespace=target, objects=len(objects)
+    )
+    plan = sorted(
+        [PlannedObject("namespace", namespace_obj, False)]
+        + [PlannedObject(f"git/{i}", o, o.get("kind") == "Secret") for i, o in enumerate(objects)],
+        key=lambda p: (restore_rank(p.kind), p.path),
+    )
+    outcome = RestoreOutcome()
+    try:
+        restore_plan(kube, plan, policy=ExistingPolicy.FAIL, workers=workers, outcome=outcome)
+        result.restored = max(0, outcome.restored - 1)
+        if check_workloads:
+            slow = wait_workloads(kube, plan, timeout=ready_timeout, workers=workers)
+            if slow:
+                result.failures.append(f"workloads not Available: {', '.join(slow[:5])}")
+        built, _ = export_objects(kube, [target], include_crds=False, workers=workers)
+        live, _ = export_objects(kube, [live_namespace], include_crds=False, workers=workers)
+        built = [map_namespace(o, {target: live_namespace}) for o in built]
+        parity, only_git, only_live, mismatches = compare_environments(built, live)
+        result.parity = parity
+        result.only_in_git = only_git
+        result.only_in_live = only_live
+        result.mismatches = mismatches[:50]
+        result.rto_seconds = clock() - t0
+    except (PermanentError, TransientError) as exc:
+        result.rto_seconds = clock() - t0
+        result.failures.append(redact(f"rebuild from git failed: {exc}"))
+    finally:
+        result.cleanup_left = cleanup_drill(kube, [target], outcome.created_cluster_scoped)
+    if result.parity < 1.0 and not result.failures:
+        result.failures.append(
+            f"git and live differ: parity {result.parity:.4f}, {len(result.only_in_git)} only in "
+            f"git, {len(result.only_in_live)} only live, {len(result.mismatches)} field diffs"
+        )
+    if result.cleanup_left:
+        result.failures.append(f"cleanup incomplete: {', '.join(result.cleanup_left)}")
+    result.passed = not result.failures
+    return result
+
+
+@task(
+    name="restore_from_git",
+    retries=1,
+    retry_delay_seconds=10,
+    retry_condition_fn=retry_condition,
+    cache_policy=NO_CACHE,
+)
+def restore_from_git_task(
+    cluster: KubernetesCluster, env_dir: str, live_namespace: str, ready_timeout: float = 120.0
+) -> GitDrillResult:
+    """Rebuild ``env_dir`` into a drill namespace and compare with ``live_namespace``."""
+    kube = KubeApi(cluster.get_api_client())
+    return run_git_drill(kube, Path(env_dir), live_namespace, ready_timeout=ready_timeout)
+
+
+@task(name="checkout_env", retries=2, retry_delay_seconds=[2, 10], cache_policy=NO_CACHE)
+def checkout_env(repo_url: str, ref: str, env_path: str) -> str:
+    """Shallow-clone ``repo_url`` at ``ref`` into a temp dir; return the env directory."""
+    import subprocess
+    import tempfile
+
+    workdir = Path(tempfile.mkdtemp(prefix="shipyard-git-drill-"))
+    proc = subprocess.run(
+        ["git", "clone", "--quiet", "--depth", "1", "--branch", ref, repo_url, str(workdir)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    if proc.returncode != 0:
+        message = redact(proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "")
+        if "not found" in message or "does not exist" in message or "Remote branch" in message:
+            raise ConfigError(f"cannot clone {redact(repo_url)} at {ref}: {message}")
+        raise TransientError(f"git clone of {redact(repo_url)} failed: {message}")
+    env_dir = (workdir / env_path).resolve()
+    if workdir.resolve() not in env_dir.parents and env_dir != workdir.resolve():
+        raise ConfigError(f"env path {env_path} leaves the repository")
+    return str(env_dir)
+
+
+def render_git_report(result: GitDrillResult) -> str:
+    """Markdown report of a restore-from-git drill (pure)."""
+    verdict = "PASSED" if result.passed else "FAILED"
+    lines = [
+        f"# Restore from git {verdict}",
+        "",
+        f"Live `{result.live_namespace}` vs rebuilt `{result.drill_namespace}`: "
+        f"{result.objects} objects rendered, {result.restored} created, parity "
+        f"{result.parity:.4f}, {result.rto_seconds:.1f}s.",
+        "",
+    ]
+    for title, items in (
+        ("Failures", result.failures),
+        ("Only in git", result.only_in_git),
+        ("Only live (not in git)", result.only_in_live),
+        ("Mismatches", [f"`{m}`" for m in result.mismatches]),
+    ):
+        if items:
+            lines += [f"## {title}", "", *(f"- {i}" for i in items), ""]
+    return redact("\n".join(lines))
