@@ -109,6 +109,9 @@ def main() -> int:
                 assert again.reused and again.reference == first.reference
     finally:
         if owned:
+            from prefect.logging.handlers import APILogHandler
+
+            APILogHandler.flush()  # send the runs' logs before the server goes away
             stack_down(layout, purge=True)
     ratio = again_s / first_s
     print(f"first delivery : {first_s:7.2f} s  ({first.reference})")

@@ -27,6 +27,7 @@ from typing import Any
 
 from git import GitCommandError, Repo
 from prefect import task
+from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from blocks.docker import DockerHost
@@ -414,6 +415,7 @@ def _image_id(client: Any, reference: str) -> str:
 
 
 @task(
+    cache_policy=NO_CACHE,  # side effects and secrets: never cache by inputs
     name="build_image",
     retries=2,
     retry_delay_seconds=[5, 30],

@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx
 from prefect import task
+from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from blocks.docker import DockerHost
@@ -343,6 +344,7 @@ def run_push(
 
 
 @task(
+    cache_policy=NO_CACHE,  # side effects and secrets: never cache by inputs
     name="push_image",
     retries=3,
     retry_delay_seconds=[5, 15, 45],
@@ -358,7 +360,13 @@ def push_image(
     return run_push(config, docker_host, registry, ecr)
 
 
-@task(name="login_ecr", retries=2, retry_delay_seconds=[5, 15], retry_condition_fn=retry_condition)
+@task(
+    cache_policy=NO_CACHE,  # side effects and secrets: never cache by inputs
+    name="login_ecr",
+    retries=2,
+    retry_delay_seconds=[5, 15],
+    retry_condition_fn=retry_condition,
+)
 def login_ecr(ecr: EcrRegistry, repository: str) -> RegistryCredentials:
     """ECR login (and repository creation) ahead of the build's reuse check and the push."""
     return prepare_ecr(ecr, split_repository(repository)[1])[0]

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from prefect import task
+from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from blocks.docker import DockerHost
@@ -473,7 +474,13 @@ def run_scan(
 # --- Prefect tasks --------------------------------------------------------------------------
 
 
-@task(name="scan_image", retries=2, retry_delay_seconds=[5, 30], retry_condition_fn=retry_condition)
+@task(
+    cache_policy=NO_CACHE,  # side effects and secrets: never cache by inputs
+    name="scan_image",
+    retries=2,
+    retry_delay_seconds=[5, 30],
+    retry_condition_fn=retry_condition,
+)
 def scan_image(
     config: ScanImageConfig,
     registry: RegistryCredentials | None = None,
@@ -484,14 +491,21 @@ def scan_image(
 
 
 @task(
-    name="scan_source", retries=2, retry_delay_seconds=[5, 30], retry_condition_fn=retry_condition
+    cache_policy=NO_CACHE,  # side effects and secrets: never cache by inputs
+    name="scan_source",
+    retries=2,
+    retry_delay_seconds=[5, 30],
+    retry_condition_fn=retry_condition,
 )
 def scan_source(config: ScanSourceConfig) -> TrivyScan:
     """``trivy fs`` on the source at the commit: secrets, misconfigurations, dependencies."""
     return run_source_scan(config)
 
 
-@task(name="scan_gate")
+@task(
+    cache_policy=NO_CACHE,  # side effects and secrets: never cache by inputs
+    name="scan_gate",
+)
 def scan_gate(scans: list[TrivyScan], policy: ScanPolicy, subject: str) -> GateResult:
     """Apply the policy; publish a markdown artifact; PolicyError naming what blocked."""
     from prefect.artifacts import create_markdown_artifact
