@@ -6,4 +6,5 @@ from tests.tasks.images import (  # noqa: F401 - re-exported as fixtures
     docker_host,
     make_app_repo,
     moto_ecr,
+    token_registry,
 )

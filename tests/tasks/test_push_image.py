@@ -30,7 +30,13 @@ from tasks.push_image import (
     run_push,
 )
 from tests.fixtures.services import Stack
-from tests.tasks.images import APP_DOCKERFILE, AppRepo, AuthRegistry, unique_repository
+from tests.tasks.images import (
+    APP_DOCKERFILE,
+    AppRepo,
+    AuthRegistry,
+    TokenRegistry,
+    unique_repository,
+)
 
 # --- pure core -----------------------------------------------------------------------------
 
@@ -302,3 +308,24 @@ def test_cli_bad_input_and_refused_push(
     )  # fmt: skip
     assert code == 1 and err.count("\n") == 1
     assert auth_registry.address in err and "wrong-password" not in err
+
+
+def test_push_and_reuse_with_token_auth(
+    docker_host: DockerHost, built: BuildImageConfig, token_registry: TokenRegistry
+) -> None:
+    target = f"{token_registry.address}/{built.path}"
+    docker_host.get_client().images.get(f"{built.repository}:{built.commit}").tag(
+        target, built.commit
+    )
+    creds = RegistryCredentials.for_registry(
+        token_registry.address, username=token_registry.username, password=token_registry.password
+    )
+    pushed = run_push(PushImageConfig(repository=target, tags=[built.commit]), docker_host, creds)
+    # our registry client did the bearer handshake too (manifest + config of the reuse check)
+    before = len(token_registry.issued)
+    again = run_build(built.model_copy(update={"repository": target}), docker_host, creds)
+    assert again.reused and again.digest == pushed.digest
+    assert len(token_registry.issued) > before
+    anonymous = RegistryCredentials.for_registry(token_registry.address)
+    with anonymous.get_client() as api, pytest.raises(PermanentError, match="refused"):
+        api.manifest(built.path, built.commit)
