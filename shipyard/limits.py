@@ -30,13 +30,13 @@ def ensure_limit(name: str, limit: int, slot_decay_per_second: float | None = No
     """Create the limit (active) if missing; re-activate it if someone disabled it."""
     with get_client(sync_client=True) as client:
         try:
+            extra = (
+                {}
+                if slot_decay_per_second is None
+                else {"slot_decay_per_second": slot_decay_per_second}
+            )
             client.create_global_concurrency_limit(
-                GlobalConcurrencyLimitCreate(
-                    name=name,
-                    limit=limit,
-                    active=True,
-                    slot_decay_per_second=slot_decay_per_second,
-                )
+                GlobalConcurrencyLimitCreate(name=name, limit=limit, active=True, **extra)
             )
             return
         except ObjectAlreadyExists:

@@ -1,0 +1,251 @@
+"""`deliver`: one application change, from source commit or pushed image, to a verified
+rollout in one environment (rolled back automatically when it is not healthy).
+
+Started three ways: by a registry push (the bridge's event fires the deployment trigger
+with ``image``/``tag``/``digest``), by ``image-poll``, or by a person in the Prefect UI
+(``commit`` to build from source). Steps, each a visible task or subflow:
+
+    read catalog -> [build -> scan -> push] or [resolve digest -> scan] -> set image
+    (commit + push, no lost updates) -> sync -> verify (-> revert, sync, verify previous)
+
+Idempotent: the same commit makes no new image (the registry already has it), no new
+GitOps commit (the file already pins the digest) and no push. One delivery at a time per
+app and environment (a Prefect global concurrency limit created on first use).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact
+from prefect.concurrency.sync import concurrency
+from prefect.context import get_run_context
+from prefect.events import emit_event
+from pydantic import BaseModel, ConfigDict, Field
+
+from blocks.cluster import KubernetesCluster
+from blocks.gitops import GitOpsRepository
+from blocks.registry import RegistryCredentials
+from flows.build_scan_push import build_scan_push
+from flows.sync_verify import VerifyPlan, sync_and_verify, verify_delivery
+from shipyard.catalog import App, Environment
+from shipyard.errors import ConfigError, PolicyError
+from shipyard.limits import ensure_limit, limit_name
+from tasks.build_image import BuildImageConfig
+from tasks.commit_push import commit_and_push
+from tasks.promote_image import image_update
+from tasks.read_catalog import read_catalog
+from tasks.resolve_digest import resolve_digest
+from tasks.scan_image import ScanImageConfig, scan_gate, scan_image
+from tasks.scan_policy import ScanPolicy
+from tasks.sync.config import SyncConfig
+from tasks.sync_app import sync_app
+from tasks.verify_rollout import VerifyConfig
+
+EVENT_DELIVERED = "shipyard.delivery.completed"
+
+
+class DeliverOptions(BaseModel):
+    """Where Shipyard finds its connections, and the scan policy (form in the UI)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    gitops_block: str = Field("shipyard-gitops", description="GitOps repository block name.")
+    cluster_block: str = Field("default", description="Kubernetes cluster block name.")
+    registry_block: str | None = Field(
+        "shipyard-registry", description="Registry credentials block; none for anonymous."
+    )
+    scan: bool = Field(True, description="Scan the image (and source) before deploying.")
+    fail_on: list[str] = Field(
+        default_factory=lambda: ["HIGH", "CRITICAL"], description="Severities that block."
+    )
+    ignore_unfixed: bool = Field(False, description="Unfixed vulnerabilities never block.")
+
+
+class Provenance(BaseModel):
+    """The chain of evidence of one delivery, kept as an artifact and an event."""
+
+    app: str
+    environment: str
+    trigger: str
+    source_commit: str | None
+    image: str = Field(description="What runs: repository[:tag]@digest.")
+    digest: str
+    scan: str
+    gitops_commit: str | None
+    synced_revision: str
+    verified_at: str
+    flow_run: str | None
+
+
+def _load_registry(name: str | None) -> RegistryCredentials | None:
+    return RegistryCredentials.load(name) if name else None  # type: ignore[return-value]
+
+
+def _target(app: App, environment: str | None) -> Environment:
+    env = app.environment(environment) if environment else app.environments[0]
+    if env.protected:
+        raise PolicyError(
+            f"{app.name}/{env.name} is protected: deliver to an earlier environment and "
+            "promote it with the 'promote' flow (approval in the UI)"
+        )
+    return env
+
+
+def _verify_plan(env: Environment, digest: str) -> VerifyPlan:
+    return VerifyPlan(
+        workloads=[
+            VerifyConfig(
+                namespace=env.namespace,
+                workload=w,
+                digest=digest,
+                timeout_seconds=env.verify.timeout_seconds,
+            )
+            for w in env.verify.workloads
+        ],
+        smoke=list(env.verify.smoke),
+        metrics=list(env.verify.metrics),
+    )
+
+
+def _flow_run_id() -> str | None:
+    try:
+        ctx: Any = get_run_context()
+    except Exception:  # noqa: BLE001 - outside a run there is no id to record
+        return None
+    run = getattr(ctx, "flow_run", None)
+    return str(run.id) if run is not None else None
+
+
+@flow(name="deliver")
+def deliver(
+    app: Annotated[str, Field(description="App name from the catalog.")],
+    environment: Annotated[
+        str | None, Field(description="Target environment; default the first one.")
+    ] = None,
+    commit: Annotated[
+        str | None, Field(description="Source commit to build (leave empty for a pushed image).")
+    ] = None,
+    image: Annotated[
+        str | None, Field(description="Pushed image repository with registry host.")
+    ] = None,
+    tag: Annotated[str | None, Field(description="Pushed tag (resolved to a digest).")] = None,
+    digest: Annotated[str | None, Field(description="Pushed digest (sha256:...).")] = None,
+    trigger: Annotated[str, Field(description="What started this delivery.")] = "manual",
+    options: Annotated[
+        DeliverOptions | None, Field(description="Connections and scan policy.")
+    ] = None,
+) -> Provenance:
+    """Deliver one change of ``app`` to ``environment``; see the module docstring."""
+    logger = get_run_logger()
+    opts = options or DeliverOptions()
+    repository: GitOpsRepository = GitOpsRepository.load(opts.gitops_block)  # type: ignore[assignment]
+    cluster: KubernetesCluster = KubernetesCluster.load(opts.cluster_block)  # type: ignore[assignment]
+    registry = _load_registry(opts.registry_block)
+
+    at = read_catalog(repository)
+    entry = at.catalog.app(app)
+    env = _target(entry, environment)
+    if image and image != entry.image and at.catalog.app_for_image(image) != entry:
+        raise ConfigError(f"image {image} is not {entry.name}'s image {entry.image}")
+    if not (commit or tag or digest):
+        raise ConfigError("say what to deliver: a source 'commit', or an image 'tag'/'digest'")
+
+    gate = ScanPolicy(fail_on=tuple(opts.fail_on), ignore_unfixed=opts.ignore_unfixed)
+    lock = limit_name("deliver", entry.name, env.name)
+    ensure_limit(lock, 1)
+    with concurrency(lock, occupy=1, strict=True):
+        if commit:
+            if entry.source is None:
+                raise ConfigError(f"{entry.name} has no 'source' in the catalog to build from")
+            built = build_scan_push(
+                BuildImageConfig(
+                    repo_url=entry.source.repo,
+                    commit=commit,
+                    repository=entry.image,
+                    dockerfile=entry.source.dockerfile,
+                    context=entry.source.context,
+                    target=entry.source.target,
+                    build_args=dict(entry.source.build_args),
+                ),
+                policy=gate,
+                registry=registry,
+            )
+            pinned, scan_summary = built.digest, _summary(built.gate.counts, built.gate.passed)
+            tag = commit  # the image is tagged with its commit; the digest pins it
+        else:
+            pinned = digest or resolve_digest(entry.image, str(tag), registry)
+            scan_summary = "skipped (disabled)"
+            if opts.scan:
+                scanned = scan_image(
+                    ScanImageConfig(image=f"{entry.image}@{pinned}", image_src="remote"),
+                    registry,
+                )
+                result = scan_gate([scanned], gate, f"{entry.image}@{pinned}")
+                scan_summary = _summary(result.counts, result.passed)
+
+        written = commit_and_push(
+            repository,
+            [image_update(entry, env, tag=tag, digest=pinned, source_commit=commit or "")],
+        )
+        sync = SyncConfig.for_environment(entry, env, repo=repository.url, revision=written.commit)
+        plan = _verify_plan(env, pinned)
+        if written.commit is not None:
+            outcome = sync_and_verify(
+                cluster, repository, written.commit, sync, plan, entry.name, env.name
+            )
+            revision = outcome.commit
+        else:
+            logger.info("%s already pins %s: no commit; re-checking the rollout", env.path, pinned)
+            revision = sync_app(cluster, sync).revision
+            verify_delivery(cluster, plan)
+
+    record = Provenance(
+        app=entry.name,
+        environment=env.name,
+        trigger=trigger,
+        source_commit=commit,
+        image=f"{entry.image}{f':{tag}' if tag else ''}@{pinned}",
+        digest=pinned,
+        scan=scan_summary,
+        gitops_commit=written.commit,
+        synced_revision=revision,
+        verified_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        flow_run=_flow_run_id(),
+    )
+    _publish(record)
+    return record
+
+
+def _summary(counts: dict[str, int], passed: bool) -> str:
+    found = ", ".join(f"{k} {v}" for k, v in counts.items() if v) or "no findings"
+    return f"{'passed' if passed else 'blocked'} ({found})"
+
+
+def _publish(record: Provenance) -> None:
+    rows = [
+        ("trigger", record.trigger),
+        ("source commit", record.source_commit or "(pushed image)"),
+        ("image", record.image),
+        ("scan", record.scan),
+        ("GitOps commit", record.gitops_commit or "(already pinned; no commit)"),
+        ("synced revision", record.synced_revision),
+        ("verified at", record.verified_at),
+    ]
+    table = "\n".join(f"| {k} | `{v}` |" for k, v in rows)
+    create_markdown_artifact(
+        key=f"provenance-{record.app}-{record.environment}",
+        markdown=f"# Delivered {record.app} to {record.environment}\n\n"
+        f"| step | evidence |\n| --- | --- |\n{table}\n",
+        description=f"{record.app}/{record.environment} runs {record.digest[:19]}",
+    )
+    emit_event(
+        event=EVENT_DELIVERED,
+        resource={
+            "prefect.resource.id": f"shipyard.delivery.{record.app}.{record.environment}",
+            "prefect.resource.name": f"{record.app}/{record.environment}",
+        },
+        payload=record.model_dump(),
+    )
