@@ -3,4 +3,5 @@
 pytest_plugins: list[str] = [
     "tests.fixtures.services",
     "simcluster.testing",
+    "simcluster.operators.testing",
 ]
