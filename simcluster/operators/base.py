@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 
 from shipyard.errors import PermanentError, TransientError
 from tasks.sync.kube import KubeClient
@@ -72,7 +72,7 @@ class Operator:
 
     # -- running -------------------------------------------------------------------------
 
-    def start(self) -> Operator:
+    def start(self) -> Self:
         """Start the watch threads and the worker."""
         for spec in self.watches():
             t = threading.Thread(
