@@ -269,7 +269,7 @@ def evaluate(result: DrillResult) -> list[str]:
 
 def history_key(prefix: str, result: DrillResult) -> str:
     """Where a drill record is stored (time-sortable)."""
-    stamp = result.started_at.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+    stamp = result.started_at.astimezone(UTC).strftime("%Y%m%dT%H%M%S%fZ")
     return (
         f"{backup_root(prefix, result.cluster)}{DRILLS_DIR}/{stamp}-{result.drill_id or 'x'}.json"
     )

@@ -76,6 +76,7 @@ def test_server_errors_are_retried(s3_env: Stack, bucket: str) -> None:
     assert proxy.forwarded >= 2
 
 
+@pytest.mark.slow  # botocore backs off between its attempts (about 20 s)
 def test_persistent_server_errors_become_transient(s3_env: Stack, bucket: str) -> None:
     with faulty_s3(s3_env.s3_endpoint, fail_first=1000) as proxy:
         store = S3Store(s3_client(proxy.url), bucket)
