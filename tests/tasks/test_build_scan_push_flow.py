@@ -15,6 +15,8 @@ from prefect.client.schemas.filters import (
     ArtifactFilterKey,
     FlowRunFilter,
     FlowRunFilterId,
+    LogFilter,
+    LogFilterFlowRunId,
     TaskRunFilter,
 )
 
@@ -91,6 +93,11 @@ def test_flow_delivers_then_redelivers_from_the_registry(
         "scan_gate",
         "push_image",
     }
+    with get_client(sync_client=True) as client:
+        logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id])))
+    messages = [log.message for log in logs]
+    assert any("shop v1" in m for m in messages)  # RUN output reached the Prefect logs
+    assert any(m.startswith("STEP 2/") for m in messages)
     artifacts = _artifacts(run_id)
     assert first.reference in artifacts["image-reference"]
     assert "| CRITICAL | 0 |" in artifacts["scan-gate"]
