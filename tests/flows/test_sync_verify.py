@@ -13,6 +13,7 @@ from blocks.cluster import KubernetesCluster
 from blocks.gitops import GitOpsRepository
 from flows.sync_verify import RollbackFailedError, VerifyPlan, sync_and_verify
 from shipyard.errors import PolicyError
+from simcluster.operators.testing import GitOpsOperators
 from simcluster.testing import LocalRegistry, SimClusterHandle
 from tasks.sync.kube import KubeClient
 from tasks.sync_app import SyncConfig, sync
@@ -20,6 +21,7 @@ from tasks.verify_rollout import VerifyConfig, watch_rollout
 from tests.tasks.gitops_repo import fast_forward_only
 from tests.tasks.k8s_objects import GitOpsRepo, kustomize_env
 
+DRIVERS = ["apply", "argocd", "flux"]
 pytestmark = [pytest.mark.usefixtures("prefect_api"), pytest.mark.slow]
 
 
@@ -34,14 +36,30 @@ def _image(sim: SimClusterHandle, ns: str) -> str:
 
 
 def _setup(
-    sim: SimClusterHandle, ns: str, gitops: GitOpsRepo, registry: LocalRegistry
+    sim: SimClusterHandle,
+    ns: str,
+    gitops: GitOpsRepo,
+    registry: LocalRegistry,
+    driver: str = "apply",
+    ops: GitOpsOperators | None = None,
 ) -> tuple[str, str, SyncConfig]:
-    """v1 deployed and healthy; returns (image repo, v1 sha, sync config)."""
-    image = f"{registry.host}/shop/web"
-    registry.push_image("shop/web", "1")
+    """v1 deployed (with ``driver``) and healthy; returns (image repo, v1 sha, sync config)."""
+    image = f"{registry.host}/{ns}/web"  # a repo per test: the kubelet caches tags
+    registry.push_image(f"{ns}/web", "1")
     v1 = gitops.commit(kustomize_env(image, "1"), "web: v1")
-    cfg = SyncConfig(driver="apply", repo=gitops.url, path="envs/dev", namespace=ns, app="web")
-    sync(cfg, sim.api_client())
+    if driver == "apply":
+        cfg = SyncConfig(driver="apply", repo=gitops.url, path="envs/dev", namespace=ns, app="web")
+    elif driver == "argocd":
+        assert ops is not None
+        ops.application(ns, "web", gitops.url, "envs/dev", ns)
+        cfg = SyncConfig(
+            driver="argocd", application="web", application_namespace=ns, wait_healthy=False
+        )
+    else:
+        assert ops is not None
+        ops.kustomization(ns, "web", gitops.url, "envs/dev", ns)
+        cfg = SyncConfig(driver="flux", kustomization="web", flux_namespace=ns)
+    sync(cfg.model_copy(update={"revision": v1}), sim.api_client())
     kube = KubeClient(sim.api_client())
     assert watch_rollout(
         kube, VerifyConfig(namespace=ns, workload="deployment/web", timeout_seconds=20)
@@ -75,14 +93,19 @@ def _run(
     )
 
 
+@pytest.mark.parametrize("driver", DRIVERS)
 def test_good_image_rolls_out_and_verifies(
     sim_cluster: SimClusterHandle,
     sim_namespace: str,
     gitops: GitOpsRepo,
     oci_registry: LocalRegistry,
+    gitops_operators: GitOpsOperators,
+    driver: str,
 ) -> None:
-    image, _, cfg = _setup(sim_cluster, sim_namespace, gitops, oci_registry)
-    digest = oci_registry.push_image("shop/web", "2")
+    image, _, cfg = _setup(
+        sim_cluster, sim_namespace, gitops, oci_registry, driver, gitops_operators
+    )
+    digest = oci_registry.push_image(f"{sim_namespace}/web", "2")
     v2 = gitops.commit(kustomize_env(image, "2"), "web: v2")
     outcome = _run(sim_cluster, gitops, v2, cfg, sim_namespace, digest=digest)
     assert outcome.commit == v2 and outcome.verified[0].healthy
@@ -90,21 +113,27 @@ def test_good_image_rolls_out_and_verifies(
     assert gitops.subjects()[0] == "web: v2"
 
 
+@pytest.mark.parametrize("driver", DRIVERS)
 @pytest.mark.parametrize(
     ("crash", "reasons"),
     [(False, ("ErrImagePull", "ImagePullBackOff")), (True, ("CrashLoopBackOff",))],
+    ids=["missing-image", "crash-loop"],
 )
 def test_bad_version_is_rolled_back(
     sim_cluster: SimClusterHandle,
     sim_namespace: str,
     gitops: GitOpsRepo,
     oci_registry: LocalRegistry,
+    gitops_operators: GitOpsOperators,
     crash: bool,
     reasons: tuple[str, ...],
+    driver: str,
 ) -> None:
-    image, _, cfg = _setup(sim_cluster, sim_namespace, gitops, oci_registry)
+    image, _, cfg = _setup(
+        sim_cluster, sim_namespace, gitops, oci_registry, driver, gitops_operators
+    )
     if crash:
-        oci_registry.push_image("shop/web", "3")
+        oci_registry.push_image(f"{sim_namespace}/web", "3")
     bad = gitops.commit(kustomize_env(image, "3", crash=crash), "web: v3")
     started = time.monotonic()
     with pytest.raises(PolicyError) as info:
@@ -147,7 +176,7 @@ def test_api_faults_do_not_change_the_outcome(
 ) -> None:
     image, _, cfg = _setup(sim_cluster, sim_namespace, gitops, oci_registry)
     bad = gitops.commit(kustomize_env(image, "5", crash=True), "web: v5")
-    oci_registry.push_image("shop/web", "5")
+    oci_registry.push_image(f"{sim_namespace}/web", "5")
     for verb in ("patch", "list", "watch", "get"):
         sim_cluster.faults.add(kind=kind, verb=verb, count=2, namespace=sim_namespace)
     with pytest.raises(PolicyError, match="CrashLoopBackOff"):
