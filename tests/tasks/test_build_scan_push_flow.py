@@ -3,6 +3,7 @@ and a blocked gate that stops the push."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 from uuid import UUID
@@ -53,6 +54,20 @@ def _artifacts(flow_run_id: UUID) -> dict[str, str]:
     return {str(a.key): str(a.data) for a in artifacts}
 
 
+def _logs(flow_run_id: UUID, until: Callable[[list[str]], bool]) -> list[str]:
+    """The run's log messages (logs are shipped in batches: wait up to 15 s for them)."""
+    deadline = time.monotonic() + 15
+    while True:
+        with get_client(sync_client=True) as client:
+            logs = client.read_logs(
+                log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id]))
+            )
+        messages = [log.message for log in logs]
+        if until(messages) or time.monotonic() > deadline:
+            return messages
+        time.sleep(0.5)
+
+
 def _task_names(flow_run_id: UUID) -> set[str]:
     with get_client(sync_client=True) as client:
         runs = client.read_task_runs(
@@ -93,9 +108,7 @@ def test_flow_delivers_then_redelivers_from_the_registry(
         "scan_gate",
         "push_image",
     }
-    with get_client(sync_client=True) as client:
-        logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id])))
-    messages = [log.message for log in logs]
+    messages = _logs(run_id, until=lambda ms: any("shop v1" in m for m in ms))
     assert any("shop v1" in m for m in messages)  # RUN output reached the Prefect logs
     assert any(m.startswith("STEP 2/") for m in messages)
     artifacts = _artifacts(run_id)
