@@ -15,8 +15,10 @@ from shipyard.errors import ConfigError
 from tasks.backup_cluster import (
     BackupConfig,
     BackupResult,
+    VeleroConfig,
     apply_retention,
     backup_cluster,
+    backup_with_velero,
     parse_config,
 )
 
@@ -60,6 +62,8 @@ def backup(
     max_age_days: float | None = None,
     cluster_block: str | None = None,
     storage_block: str | None = None,
+    driver: str = "shipyard",
+    velero_namespace: str = "velero",
 ) -> BackupResult:
     """Back up namespaces (objects, custom resources, their CRDs) to S3 with a manifest.
 
@@ -75,6 +79,8 @@ def backup(
         max_age_days: Retention: delete backups older than this (beyond keep_last).
         cluster_block: Name of a saved Shipyard Kubernetes Cluster block.
         storage_block: Name of a saved Shipyard Backup Storage block.
+        driver: 'shipyard' (export to S3) or 'velero' (create a velero.io Backup and wait).
+        velero_namespace: Namespace of the Velero server (driver 'velero').
     """
     config: BackupConfig = parse_config(
         BackupConfig,
@@ -87,6 +93,14 @@ def backup(
         },
     )
     target = resolve_cluster(kubeconfig, cluster, cluster_block)
+    if driver == "velero":
+        outcome = backup_with_velero(config, target, VeleroConfig(namespace=velero_namespace))
+        print(f"velero backup {outcome.name}: {outcome.phase} in {outcome.seconds:.1f}s")
+        return BackupResult(
+            backup_id=outcome.name, cluster=cluster, objects=0, bytes=0, manifest_key=""
+        )
+    if driver != "shipyard":
+        raise ConfigError(f"unknown backup driver {driver!r}: use 'shipyard' or 'velero'")
     storage = resolve_storage(bucket, prefix, s3_endpoint, storage_block)
     result = backup_cluster(config, target, storage)
     retention = apply_retention(config, storage)

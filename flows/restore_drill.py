@@ -16,7 +16,8 @@ from prefect.events import emit_event
 from prefect.states import Failed
 
 from flows.backup import resolve_cluster, resolve_storage
-from tasks.backup_cluster import parse_config
+from shipyard.errors import ConfigError
+from tasks.backup_cluster import VeleroConfig, parse_config
 from tasks.restore_drill import (
     DrillConfig,
     DrillResult,
@@ -26,6 +27,7 @@ from tasks.restore_drill import (
     render_git_report,
     restore_drill_task,
     restore_from_git_task,
+    velero_drill_task,
 )
 
 
@@ -45,6 +47,8 @@ def restore_drill(
     cluster_block: str | None = None,
     drill_cluster_block: str | None = None,
     storage_block: str | None = None,
+    driver: str = "shipyard",
+    velero_namespace: str = "velero",
 ) -> Any:
     """Restore a backup into <ns>-drill-<id> namespaces, verify parity, measure RTO/RPO.
 
@@ -63,6 +67,9 @@ def restore_drill(
         cluster_block: Saved cluster block of the drill target.
         drill_cluster_block: A separate drill cluster's block (takes precedence).
         storage_block: Saved Shipyard Backup Storage block.
+        driver: 'shipyard' (S3 backups) or 'velero' (a velero.io Restore with namespace
+            mapping; parity measured against the live namespaces).
+        velero_namespace: Namespace of the Velero server (driver 'velero').
     """
     config: DrillConfig = parse_config(
         DrillConfig,
@@ -77,8 +84,14 @@ def restore_drill(
         },
     )
     target = resolve_cluster(kubeconfig, cluster, drill_cluster_block or cluster_block)
+    if driver not in ("shipyard", "velero"):
+        raise ConfigError(f"unknown drill driver {driver!r}: use 'shipyard' or 'velero'")
     storage = resolve_storage(bucket, prefix, s3_endpoint, storage_block)
-    result: DrillResult = restore_drill_task(config, target, storage)
+    result: DrillResult
+    if driver == "velero":
+        result = velero_drill_task(config, target, VeleroConfig(namespace=velero_namespace))
+    else:
+        result = restore_drill_task(config, target, storage)
     publish_drill(result, storage)
     print(
         f"drill of {result.backup_id}: {'PASSED' if result.passed else 'FAILED'} "

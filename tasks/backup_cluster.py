@@ -63,8 +63,11 @@ __all__ = [
     "KubeConflict",
     "RetentionResult",
     "S3Store",
+    "VeleroConfig",
+    "VeleroOutcome",
     "apply_retention",
     "backup_cluster",
+    "backup_with_velero",
     "export_objects",
     "run_backup",
     "run_retention",
@@ -714,3 +717,148 @@ def apply_retention(config: BackupConfig, storage: BackupStorage) -> RetentionRe
         now=datetime.now(UTC),
         workers=config.workers,
     )
+
+
+# --- Velero driver --------------------------------------------------------------------
+#
+# For clusters that already run Velero: Shipyard creates velero.io/v1 Backup and Restore
+# objects and waits for their phases instead of exporting objects itself.
+
+VELERO_API = "/apis/velero.io/v1"
+VELERO_DONE = frozenset({"Completed", "PartiallyFailed", "Failed", "FailedValidation"})
+
+
+class VeleroConfig(BaseModel):
+    """Where Velero runs and how long to wait for it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    namespace: str = Field("velero", description="Namespace of the Velero server.")
+    storage_location: str | None = Field(None, description="BackupStorageLocation name.")
+    ttl: str = Field("720h0m0s", description="Backup TTL (Velero duration).")
+    timeout_seconds: float = Field(1800.0, gt=0, description="How long to wait for a phase.")
+    poll_seconds: float = Field(2.0, gt=0, description="Polling interval.")
+
+
+class VeleroOutcome(BaseModel):
+    """A Velero Backup or Restore that reached a final phase."""
+
+    name: str = Field(description="Object name.")
+    phase: str = Field(description="Final phase.")
+    ok: bool = Field(description="Phase is Completed.")
+    errors: int = Field(0, description="status.errors.")
+    warnings: int = Field(0, description="status.warnings.")
+    seconds: float = Field(0.0, description="Time until the final phase.")
+
+
+def velero_backup_object(name: str, namespaces: Sequence[str], config: VeleroConfig) -> JSON:
+    """The velero.io/v1 Backup requesting ``namespaces`` (pure)."""
+    spec: JSON = {"includedNamespaces": list(namespaces), "ttl": config.ttl}
+    if config.storage_location:
+        spec["storageLocation"] = config.storage_location
+    return {
+        "apiVersion": "velero.io/v1",
+        "kind": "Backup",
+        "metadata": {
+            "name": name,
+            "namespace": config.namespace,
+            "labels": {"app.kubernetes.io/managed-by": "shipyard"},
+        },
+        "spec": spec,
+    }
+
+
+def velero_restore_object(
+    name: str,
+    backup_name: str,
+    mapping: dict[str, str],
+    config: VeleroConfig,
+    *,
+    existing: str = "none",
+) -> JSON:
+    """The velero.io/v1 Restore of ``backup_name`` into mapped namespaces (pure)."""
+    return {
+        "apiVersion": "velero.io/v1",
+        "kind": "Restore",
+        "metadata": {
+            "name": name,
+            "namespace": config.namespace,
+            "labels": {"app.kubernetes.io/managed-by": "shipyard"},
+        },
+        "spec": {
+            "backupName": backup_name,
+            "includedNamespaces": sorted(mapping),
+            "namespaceMapping": dict(mapping),
+            "existingResourcePolicy": existing,
+        },
+    }
+
+
+def outcome_of(obj: JSON, seconds: float) -> VeleroOutcome | None:
+    """The final outcome of a Backup/Restore object, or None while it is still running."""
+    status = obj.get("status") or {}
+    phase = str(status.get("phase") or "New")
+    if phase not in VELERO_DONE:
+        return None
+    return VeleroOutcome(
+        name=str((obj.get("metadata") or {}).get("name")),
+        phase=phase,
+        ok=phase == "Completed",
+        errors=int(status.get("errors") or 0),
+        warnings=int(status.get("warnings") or 0),
+        seconds=seconds,
+    )
+
+
+def run_velero(
+    kube: KubeApi, obj: JSON, config: VeleroConfig, *, clock: Callable[[], float] = time.monotonic
+) -> VeleroOutcome:
+    """Create a Velero Backup/Restore and wait for its final phase.
+
+    "Still running" is a state inside the deadline, not a failure; running past the
+    deadline is a TransientError (the next attempt finds the same object).
+    """
+    plural = {"Backup": "backups", "Restore": "restores"}[str(obj["kind"])]
+    collection = f"{VELERO_API}/namespaces/{config.namespace}/{plural}"
+    if kube.get(VELERO_API) is None:
+        raise ConfigError("Velero is not installed (no velero.io/v1 API on the cluster)")
+    url = f"{collection}/{obj['metadata']['name']}"
+    if kube.get(url) is None:
+        kube.request("POST", collection, obj)
+    start = clock()
+    while True:
+        current = kube.get(url)
+        if current is None:
+            raise PermanentError(f"Velero {obj['kind']} {url} disappeared")
+        done = outcome_of(current, clock() - start)
+        if done is not None:
+            return done
+        if clock() - start > config.timeout_seconds:
+            raise TransientError(
+                f"Velero {obj['kind']} {obj['metadata']['name']} still "
+                f"{(current.get('status') or {}).get('phase', 'New')} after "
+                f"{config.timeout_seconds:.0f}s"
+            )
+        time.sleep(config.poll_seconds)
+
+
+@task(
+    name="backup_with_velero",
+    retries=1,
+    retry_delay_seconds=30,
+    retry_condition_fn=retry_condition,
+    cache_policy=NO_CACHE,
+)
+def backup_with_velero(
+    config: BackupConfig, cluster: KubernetesCluster, velero: VeleroConfig
+) -> VeleroOutcome:
+    """Create a velero.io Backup of ``config.namespaces`` and wait for its final phase."""
+    kube = KubeApi(cluster.get_api_client())
+    name = f"shipyard-{new_backup_id(datetime.now(UTC)).lower()}"
+    outcome = run_velero(kube, velero_backup_object(name, config.namespaces, velero), velero)
+    if not outcome.ok:
+        raise PermanentError(
+            f"Velero backup {name} ended {outcome.phase} ({outcome.errors} errors)",
+            hint=f"velero backup logs {name}",
+        )
+    return outcome

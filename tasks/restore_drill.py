@@ -32,7 +32,17 @@ from blocks.cluster import KubernetesCluster
 from blocks.storage import BackupStorage
 from shipyard.errors import ConfigError, PermanentError, TransientError, retry_condition
 from shipyard.redact import redact
-from tasks.backup_cluster import DEFAULT_WORKERS, KubeApi, S3Store, export_objects, parallel_map
+from tasks.backup_cluster import (
+    DEFAULT_WORKERS,
+    VELERO_API,
+    KubeApi,
+    S3Store,
+    VeleroConfig,
+    export_objects,
+    parallel_map,
+    run_velero,
+    velero_restore_object,
+)
 from tasks.backup_manifest import (
     DRILLS_DIR,
     BackupManifest,
@@ -76,7 +86,9 @@ __all__ = [
     "restore_from_git_task",
     "run_drill",
     "run_git_drill",
+    "run_velero_drill",
     "trend_rows",
+    "velero_drill_task",
 ]
 
 log = logging.getLogger(__name__)
@@ -698,3 +710,138 @@ def render_git_report(result: GitDrillResult) -> str:
         if items:
             lines += [f"## {title}", "", *(f"- {i}" for i in items), ""]
     return redact("\n".join(lines))
+
+
+# --- Velero-driven drill ----------------------------------------------------------------
+
+
+def latest_velero_backup(kube: KubeApi, config: VeleroConfig, name: str = "latest") -> JSON:
+    """A Completed velero.io Backup by name, or the newest Completed one."""
+    doc = kube.get(f"{VELERO_API}/namespaces/{config.namespace}/backups")
+    if doc is None:
+        raise ConfigError("Velero is not installed (no velero.io/v1 API on the cluster)")
+    done = [
+        b for b in doc.get("items") or [] if (b.get("status") or {}).get("phase") == "Completed"
+    ]
+    if name != "latest":
+        found = [b for b in done if b["metadata"]["name"] == name]
+        if not found:
+            raise ConfigError(f"no Completed Velero backup {name!r} in {config.namespace}")
+        return found[0]
+    if not done:
+        raise ConfigError("no Completed Velero backups", hint="create one with the backup flow")
+    return max(done, key=_velero_time)
+
+
+def _velero_time(backup: JSON) -> str:
+    status = backup.get("status") or {}
+    meta = backup.get("metadata") or {}
+    return str(status.get("startTimestamp") or meta.get("creationTimestamp") or "")
+
+
+def run_velero_drill(
+    kube: KubeApi,
+    config: VeleroConfig,
+    *,
+    backup: str = "latest",
+    drill_id: str | None = None,
+    rto_target_seconds: float | None = None,
+    ready_timeout: float = 120.0,
+    workers: int = DEFAULT_WORKERS,
+    wall: Callable[[], datetime] = lambda: datetime.now(UTC),
+    clock: Callable[[], float] = time.monotonic,
+) -> DrillResult:
+    """Drill a Velero backup: a Restore with namespaceMapping into drill namespaces, then
+    parity of each drill namespace against its live source, readiness, RTO/RPO, cleanup.
+
+    Velero's backup contents are opaque to Shipyard, so parity is measured against the
+    live namespaces (changes made since the backup show up as mismatches).
+    """
+    t0 = clock()
+    started = wall()
+    chosen = latest_velero_backup(kube, config, backup)
+    name = str(chosen["metadata"]["name"])
+    namespaces = [str(n) for n in (chosen.get("spec") or {}).get("includedNamespaces") or []]
+    if not namespaces or "*" in namespaces:
+        raise ConfigError(f"Velero backup {name} does not list its namespaces explicitly")
+    taken = _velero_time(chosen)
+    rpo = 0.0
+    if taken:
+        rpo = max(
+            0.0, (started - datetime.fromisoformat(taken.replace("Z", "+00:00"))).total_seconds()
+        )
+    did = drill_id or f"{random.SystemRandom().getrandbits(24):06x}"
+    mapping = {ns: drill_namespace(ns, did) for ns in namespaces}
+    result = DrillResult(
+        passed=False,
+        backup_id=name,
+        drill_id=did,
+        started_at=started,
+        rpo_seconds=rpo,
+        rto_target_seconds=rto_target_seconds,
+        namespaces=mapping,
+    )
+    restore = velero_restore_object(f"shipyard-drill-{did}", name, mapping, config)
+    restore_url = (
+        f"{VELERO_API}/namespaces/{config.namespace}/restores/{restore['metadata']['name']}"
+    )
+    try:
+        outcome = run_velero(kube, restore, config)
+        if not outcome.ok:
+            result.failures.append(
+                f"Velero restore ended {outcome.phase} ({outcome.errors} errors)"
+            )
+        matched = total = 0
+        for source, target in mapping.items():
+            live, _ = export_objects(kube, [source], include_crds=False, workers=workers)
+            built, _ = export_objects(kube, [target], include_crds=False, workers=workers)
+            built = [map_namespace(o, {target: source}) for o in built]
+            parity, only_live, only_drill, diffs = compare_environments(live, built)
+            pair_total = len({_identity(o) for o in live + built if o.get("kind") != "Namespace"})
+            matched += round(parity * pair_total)
+            total += pair_total
+            result.mismatches += [f"{source}: {d}" for d in diffs]
+            result.mismatches += [f"{source}: {o} missing after restore" for o in only_live]
+            result.mismatches += [f"{source}: {o} not in the live namespace" for o in only_drill]
+            result.objects += len([o for o in live if o.get("kind") != "Namespace"])
+            result.restored += len([o for o in built if o.get("kind") != "Namespace"])
+            plan = [
+                PlannedObject(f"{target}/{i}", map_namespace(o, {source: target}), False)
+                for i, o in enumerate(built)
+            ]
+            result.unavailable += wait_workloads(kube, plan, timeout=ready_timeout, workers=workers)
+        result.parity = 1.0 if total == 0 else matched / total
+        result.mismatches = result.mismatches[:50]
+        result.rto_seconds = clock() - t0
+    except (PermanentError, TransientError) as exc:
+        result.rto_seconds = clock() - t0
+        result.failures.append(redact(f"restore failed: {exc}"))
+    finally:
+        result.cleanup_left = cleanup_drill(kube, list(mapping.values()))
+        kube.request("DELETE", restore_url)
+    result.failures.extend(evaluate(result))
+    result.passed = not result.failures
+    return result
+
+
+@task(
+    name="velero_restore_drill",
+    retries=1,
+    retry_delay_seconds=30,
+    retry_condition_fn=retry_condition,
+    cache_policy=NO_CACHE,
+)
+def velero_drill_task(
+    config: DrillConfig, cluster: KubernetesCluster, velero: VeleroConfig
+) -> DrillResult:
+    """Drill a Velero backup (see :func:`run_velero_drill`)."""
+    kube = KubeApi(cluster.get_api_client())
+    return run_velero_drill(
+        kube,
+        velero,
+        backup=config.backup,
+        drill_id=config.drill_id,
+        rto_target_seconds=config.rto_target_seconds,
+        ready_timeout=config.ready_timeout_seconds,
+        workers=config.workers,
+    )
