@@ -16,10 +16,11 @@ app and environment (a Prefect global concurrency limit created on first use).
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar, cast
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
+from prefect.blocks.core import Block
 from prefect.concurrency.sync import concurrency
 from prefect.context import get_run_context
 from prefect.events import emit_event
@@ -80,8 +81,24 @@ class Provenance(BaseModel):
     flow_run: str | None
 
 
+B = TypeVar("B", bound=Block)
+
+
+def load_block(kind: type[B], name: str) -> B:
+    """Load a saved block; ConfigError naming it (and how to create it) when missing."""
+    try:
+        return cast(B, kind.load(name))
+    except ValueError as exc:
+        if "Unable to find block document" not in str(exc):
+            raise
+        raise ConfigError(
+            f"no {kind.get_block_type_name()} block named {name!r}: create it in the "
+            "Prefect UI (Blocks) or with 'shipyard demo' for the local stack"
+        ) from None
+
+
 def _load_registry(name: str | None) -> RegistryCredentials | None:
-    return RegistryCredentials.load(name) if name else None  # type: ignore[return-value]
+    return load_block(RegistryCredentials, name) if name else None
 
 
 def _target(app: App, environment: str | None) -> Environment:
@@ -141,8 +158,8 @@ def deliver(
     """Deliver one change of ``app`` to ``environment``; see the module docstring."""
     logger = get_run_logger()
     opts = options or DeliverOptions()
-    repository: GitOpsRepository = GitOpsRepository.load(opts.gitops_block)  # type: ignore[assignment]
-    cluster: KubernetesCluster = KubernetesCluster.load(opts.cluster_block)  # type: ignore[assignment]
+    repository = load_block(GitOpsRepository, opts.gitops_block)
+    cluster = load_block(KubernetesCluster, opts.cluster_block)
     registry = _load_registry(opts.registry_block)
 
     at = read_catalog(repository)

@@ -1,0 +1,133 @@
+"""`promote`: take the digest verified in one environment to the next, never rebuilding.
+
+1. read the catalog; check that the source environment really runs the digest, healthy
+   (promote what was verified);
+2. for a protected target, pause for approval in the Prefect UI (who, why; no answer
+   before the timeout fails the run);
+3. pin the same digest in the target's files (a push, or a pull request that must be
+   merged for targets marked ``pull_request``);
+4. sync and verify the target, rolling back on failure; provenance artifact and event.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+from prefect import flow, get_run_logger
+from prefect.concurrency.sync import concurrency
+from pydantic import Field
+
+from blocks.cluster import KubernetesCluster
+from blocks.gitops import GitOpsRepository
+from flows.approval import request_approval
+from flows.deliver import (
+    DeliverOptions,
+    Provenance,
+    _flow_run_id,
+    _publish,
+    _verify_plan,
+    load_block,
+)
+from flows.sync_verify import sync_and_verify, verify_delivery
+from shipyard.errors import PermanentError
+from shipyard.limits import ensure_limit, limit_name
+from tasks.commit_push import commit_and_push
+from tasks.promote_image import PromoteImageConfig, plan_promote
+from tasks.pull_request import PullRequestConfig, pull_request
+from tasks.read_catalog import read_catalog
+from tasks.sync.config import SyncConfig
+from tasks.sync_app import sync_app
+
+
+@flow(name="promote")
+def promote(
+    app: Annotated[str, Field(description="App name from the catalog.")],
+    from_environment: Annotated[
+        str, Field(description="Environment whose verified image is promoted.")
+    ] = "dev",
+    to_environment: Annotated[
+        str | None, Field(description="Target; default the next one in the catalog.")
+    ] = None,
+    digest: Annotated[
+        str | None, Field(description="Digest verified in the source; default what it pins.")
+    ] = None,
+    approval_timeout_seconds: Annotated[
+        int, Field(ge=10, description="How long a protected promotion waits for approval.")
+    ] = 3600,
+    options: Annotated[DeliverOptions | None, Field(description="Connections (blocks).")] = None,
+) -> Provenance:
+    """Promote ``app`` from ``from_environment``; see the module docstring."""
+    logger = get_run_logger()
+    opts = options or DeliverOptions()
+    repository = load_block(GitOpsRepository, opts.gitops_block)
+    cluster = load_block(KubernetesCluster, opts.cluster_block)
+
+    entry = read_catalog(repository).catalog.app(app)
+    plan = plan_promote(
+        repository,
+        PromoteImageConfig(
+            app=app, from_environment=from_environment, to_environment=to_environment, digest=digest
+        ),
+    )
+    pinned = plan.update.set_image.digest
+    if pinned is None:  # plan_promote refuses this already; keep the type checker honest
+        raise PermanentError(f"{app}: nothing to promote (no digest)")
+    source, target = plan.source, plan.target
+    verify_delivery(cluster, _verify_plan(source, pinned), prefix="source-")
+    logger.info("%s/%s runs %s healthy; promoting to %s", app, source.name, pinned, target.name)
+
+    if target.protected:
+        request_approval(
+            f"{app} {source.name} to {target.name}",
+            f"- image: `{plan.update.set_image.image}@{pinned}`\n"
+            f"- verified running in {source.name} (namespace `{source.namespace}`)",
+            approval_timeout_seconds,
+        )
+
+    lock = limit_name("deliver", app, target.name)
+    ensure_limit(lock, 1)
+    with concurrency(lock, occupy=1, strict=True):
+        write = repository.write_config(branch=target.branch)
+        if target.pull_request:
+            opened = pull_request(
+                repository,
+                [plan.update],
+                PullRequestConfig(
+                    wait_for_merge=True, merge_timeout_seconds=approval_timeout_seconds
+                ),
+                write,
+            )
+            commit = opened.request.merge_commit if opened.request else None
+        else:
+            commit = commit_and_push(repository, [plan.update], write).commit
+        entry_sync = SyncConfig.for_environment(
+            entry,
+            target,
+            repo=repository.url,
+            revision=commit,
+        )
+        verify_plan = _verify_plan(target, pinned)
+        if commit is not None:
+            revision = sync_and_verify(
+                cluster, repository, commit, entry_sync, verify_plan, app, target.name
+            ).commit
+        else:
+            revision = sync_app(cluster, entry_sync).revision
+            verify_delivery(cluster, verify_plan)
+
+    record = Provenance(
+        app=app,
+        environment=target.name,
+        trigger=f"promote:{source.name}",
+        source_commit=plan.update.source_commit or None,
+        image=f"{plan.update.set_image.image}@{pinned}",
+        digest=pinned,
+        scan=f"as verified in {source.name}",
+        gitops_commit=commit,
+        synced_revision=revision,
+        verified_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        flow_run=_flow_run_id(),
+    )
+    _publish(record)
+    return record
