@@ -144,7 +144,7 @@ def _timed(fn: Callable[[], object]) -> float:
 def bench_single(url: str, root: Path, rounds: int) -> dict[str, float]:
     """Medians of (a): baseline, Shipyard shallow, Shipyard shallow+sparse."""
     times: dict[str, list[float]] = {"baseline": [], "shipyard": [], "shipyard_sparse": []}
-    plain = GitWriteConfig(author_name="Bench", author_email="bench@example.com")
+    plain = GitWriteConfig(author_name="Bench", author_email="bench@example.com", sparse=False)
     sparse = plain.model_copy(update={"sparse": True})
     for r in range(rounds):
         for kind in times:  # interleaved so drift hits all three alike

@@ -95,7 +95,14 @@ class GitWriteConfig(BaseModel):
     backoff_seconds: float = Field(0.2, ge=0, description="First retry delay; doubles, jittered.")
     backoff_max_seconds: float = Field(5.0, ge=0, description="Cap of one retry delay.")
     depth: int | None = Field(1, ge=1, description="Clone depth; None clones full history.")
-    sparse: bool = Field(False, description="Check out only the paths being edited (large repos).")
+    sparse: bool | None = Field(
+        None,
+        description="Check out only the paths being edited: True, False, or None = when the "
+        "branch holds more than sparse_threshold_files files.",
+    )
+    sparse_threshold_files: int = Field(
+        2000, ge=0, description="Automatic sparse checkout above this many files."
+    )
     timeout_seconds: float = Field(120.0, gt=0, description="Deadline of one git network call.")
 
     @field_validator("branch")
@@ -269,34 +276,43 @@ def clone(
     paths: Sequence[str] = (),
     env: Mapping[str, str] | None = None,
 ) -> Repo:
-    """Clone ``config.branch`` of ``url`` into ``dest``: shallow, and sparse when asked.
+    """Clone ``config.branch`` of ``url`` into ``dest``: shallow, and sparse for large repos.
 
-    A local path is turned into a ``file://`` URL so that ``--depth`` is honoured.
+    When ``paths`` are given and sparse checkout is possible, the clone is blob-less and
+    without checkout; then either only the directories of ``paths`` are checked out
+    (``sparse=True``, or ``None`` and the branch is large) or everything is. A local path
+    is turned into a ``file://`` URL so that ``--depth`` and ``--filter`` are honoured.
     """
     if "://" not in url and not re.match(r"^[\w.-]+@[\w.-]+:", url):
         url = Path(url).resolve().as_uri()
     options = ["--single-branch", f"--branch={config.branch}", "--no-tags"]
-    sparse_dirs = _sparse_dirs(paths) if config.sparse and paths else []
     if config.depth is not None:
         options.append(f"--depth={config.depth}")
+    sparse_dirs = _sparse_dirs(paths) if config.sparse is not False and paths else []
+    if "." in sparse_dirs:
+        sparse_dirs = []
     if sparse_dirs:
-        options += ["--filter=blob:none", "--sparse"]
+        options += ["--filter=blob:none", "--no-checkout"]
+    timeout = config.timeout_seconds
     try:
         repo = Repo.clone_from(
-            url,
-            str(dest),
-            multi_options=options,
-            env=_env(env),
-            kill_after_timeout=config.timeout_seconds,
+            url, str(dest), multi_options=options, env=_env(env), kill_after_timeout=timeout
         )
     except GitCommandError as exc:
         raise _git_error(exc, "clone") from None
     repo.git.update_environment(**_env(env))
-    if sparse_dirs and "." not in sparse_dirs:
-        try:
-            repo.git.sparse_checkout("set", *sparse_dirs, kill_after_timeout=config.timeout_seconds)
-        except GitCommandError as exc:
-            raise _git_error(exc, "sparse-checkout") from None
+    if not sparse_dirs:
+        return repo
+    try:
+        sparse = config.sparse
+        if sparse is None:
+            files = repo.git.ls_tree("-r", "--name-only", "HEAD").count("\n") + 1
+            sparse = files > config.sparse_threshold_files
+        if sparse:
+            repo.git.sparse_checkout("set", "--cone", *sparse_dirs, kill_after_timeout=timeout)
+        repo.git.checkout("-q", config.branch, kill_after_timeout=timeout)
+    except GitCommandError as exc:
+        raise _git_error(exc, "checkout") from None
     return repo
 
 

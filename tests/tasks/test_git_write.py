@@ -189,12 +189,14 @@ def test_twenty_concurrent_writers_lose_nothing(tmp_path: Path) -> None:
     results: dict[int, object] = {}
     errors: list[BaseException] = []
     barrier = threading.Barrier(n)
+    # Bounded, but generous: the machine may be shared and slow.
+    patient = FAST.model_copy(update={"max_attempts": 100, "backoff_max_seconds": 0.5})
 
     def writer(i: int) -> None:
         try:
             barrier.wait()
             update = _update(f"shop/app{i:02d}", "v2.0", f"apps/app{i:02d}/prod", f"app{i:02d}")
-            results[i] = write_back(str(bare), [update], FAST)
+            results[i] = write_back(str(bare), [update], patient)
         except BaseException as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
 
@@ -257,3 +259,21 @@ def test_batcher_isolates_a_bad_update(tmp_path: Path) -> None:
         t.join(60)
     assert isinstance(outcome["shop/nope"], ConfigError)
     assert "name: shop/cart\n    newTag: v7" in show(bare, "prod/kustomization.yaml")
+
+
+@pytest.mark.parametrize(("threshold", "sparse"), [(1, True), (10, False)])
+def test_sparse_is_automatic_for_large_repos(tmp_path: Path, threshold: int, sparse: bool) -> None:
+    bare = make_remote(
+        tmp_path,
+        {
+            "apps/a/prod/kustomization.yaml": kustomization(("shop/a", "v1")),
+            "apps/b/prod/kustomization.yaml": kustomization(("shop/b", "v1")),
+        },
+    )
+    config = FAST.model_copy(update={"sparse_threshold_files": threshold})
+    assert config.sparse is None
+    repo = clone(str(bare), tmp_path / "c", config, paths=["apps/a/prod/kustomization.yaml"])
+    assert (tmp_path / "c/apps/a/prod/kustomization.yaml").exists()
+    assert (tmp_path / "c/apps/b").exists() is not sparse
+    push_updates(repo, [_update("shop/a", "v2", "apps/a/prod")], config)
+    assert "newTag: v2" in show(bare, "apps/a/prod/kustomization.yaml")
