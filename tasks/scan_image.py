@@ -438,21 +438,29 @@ class ScanConfig(TrivySettings):
     """CLI form: an image, optionally its source directory, and the SBOM location."""
 
     image: str
+    image_src: Literal["remote", "docker"] = "remote"
     source_dir: str | None = None
     sbom_path: str | None = None
     insecure: bool | None = None
 
 
 def run_scan(
-    config: ScanConfig, policy: ScanPolicy, credentials: RegistryCredentials | None = None
+    config: ScanConfig,
+    policy: ScanPolicy,
+    credentials: RegistryCredentials | None = None,
+    docker_host: DockerHost | None = None,
 ) -> ScanResult:
     """Image and source scans in parallel, then the gate (no Prefect needed)."""
     settings = config.model_dump(include=set(TrivySettings.model_fields))
     image_config = ScanImageConfig(
-        image=config.image, insecure=config.insecure, sbom_path=config.sbom_path, **settings
+        image=config.image,
+        image_src=config.image_src,
+        insecure=config.insecure,
+        sbom_path=config.sbom_path,
+        **settings,
     )
     with ThreadPoolExecutor(max_workers=2) as pool:
-        image_future = pool.submit(run_image_scan, image_config, credentials)
+        image_future = pool.submit(run_image_scan, image_config, credentials, docker_host)
         source_future = (
             pool.submit(run_source_scan, ScanSourceConfig(source_dir=config.source_dir, **settings))
             if config.source_dir

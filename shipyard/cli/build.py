@@ -235,8 +235,19 @@ def register(app: typer.Typer) -> None:
         db_repository: Annotated[
             str | None, typer.Option("--db-repository", help="Mirrored trivy DB (air-gapped).")
         ] = None,
+        cache_dir: Annotated[
+            Path | None,
+            typer.Option(
+                "--cache-dir", help="Trivy DB/cache and scan results (default ~/.cache/shipyard)."
+            ),
+        ] = None,
+        local: Annotated[
+            bool,
+            typer.Option("--local", help="Scan the image in the Docker engine, not a registry."),
+        ] = False,
         username: Username = None,
         insecure: Insecure = None,
+        docker_host: DockerHostOpt = None,
         json_out: JsonOut = False,
     ) -> None:
         """Scan an image (and its source) with trivy and apply the gate; exit 1 if blocked."""
@@ -248,11 +259,27 @@ def register(app: typer.Typer) -> None:
         config = _validated(
             ScanConfig,
             image=image,
+            image_src="docker" if local else "remote",
             source_dir=str(source) if source else None,
             db_repository=db_repository,
             sbom_path=str(sbom) if sbom else None,
+            **(
+                {
+                    "cache_dir": str(cache_dir / "trivy"),
+                    "result_cache_dir": str(cache_dir / "scans"),
+                }
+                if cache_dir
+                else {}
+            ),
         )
-        result = run_scan(config, policy, _credentials(registry, username, insecure))
+        from blocks.docker import DockerHost
+
+        result = run_scan(
+            config,
+            policy,
+            _credentials(registry, username, insecure),
+            DockerHost(base_url=docker_host),
+        )
         if json_out:
             out = result.gate.contract()
             out["image"] = image

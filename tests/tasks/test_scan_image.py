@@ -277,3 +277,35 @@ def test_real_vulnerability_scan_with_tiny_db(
         ignore=parse_ignorefile("CVE-2099-0001 exp:2099-12-31\nGHSA-test-0000-0001\n")
     )
     assert gate_findings([image, source], accepted).passed
+
+
+def test_cli_scan_blocks_on_planted_secret_and_scans_local_images(
+    stack: Stack,
+    docker_host: DockerHost,
+    base_image: str,
+    make_app_repo: Callable[[dict[str, str]], AppRepo],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from shipyard.cli.main import main
+
+    dockerfile = LEAKY_DOCKERFILE.format(base=base_image, key=PLANTED)
+    pushed = build_and_push(stack, docker_host, make_app_repo, {"Dockerfile": dockerfile}, "cli")
+    common = ["--cache-dir", str(tmp_path / "cache"), "--json"]
+    with pytest.raises(SystemExit) as exc:
+        main(["scan", pushed.reference, "--sbom", str(tmp_path / "sbom.json"), *common])
+    out, err = capsys.readouterr()
+    assert exc.value.code == 1 and err.count("\n") == 1 and "aws-access-key-id" in err
+    doc = json.loads(out)
+    assert doc["passed"] is False and doc["counts"]["CRITICAL"] == 1
+    assert doc["blocking"] == [
+        {"id": "aws-access-key-id", "severity": "CRITICAL", "target": doc["blocking"][0]["target"],
+         "class": "secret"}
+    ]  # fmt: skip
+    assert PLANTED not in out + err
+    assert json.loads((tmp_path / "sbom.json").read_text())["bomFormat"] == "CycloneDX"
+    local = f"{pushed.repository}:{pushed.tags[0]}"
+    with pytest.raises(SystemExit) as exc:
+        main(["scan", local, "--local", "--docker-host", str(docker_host.base_url), *common])
+    out, _ = capsys.readouterr()
+    assert exc.value.code == 1 and json.loads(out)["blocking"][0]["id"] == "aws-access-key-id"
