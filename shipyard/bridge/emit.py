@@ -173,12 +173,15 @@ class Forwarder:
         try:
             self.client.post(batch.records)
         except PermanentError:
-            self._send_one_by_one(batch)
+            emitted = self._send_one_by_one(batch)
         else:
-            self._on_emitted(len(batch.records))
+            emitted = len(batch.records)
         self.spool.ack(batch)
+        self._on_emitted(emitted)
 
-    def _send_one_by_one(self, batch: Batch) -> None:
+    def _send_one_by_one(self, batch: Batch) -> int:
+        """Send a batch the API refused one event at a time; return how many it took."""
+        emitted = 0
         for record in batch.records:
             try:
                 self.client.post([record])
@@ -187,7 +190,8 @@ class Forwarder:
                 self._dead_letter(record)
                 self._on_dead(1)
             else:
-                self._on_emitted(1)
+                emitted += 1
+        return emitted
 
     def _dead_letter(self, record: dict[str, Any]) -> None:
         path: Path = self.spool.directory / "dead-letter.jsonl"

@@ -48,11 +48,13 @@ def ecr_push(tag: str, repository: str = "shop/orders") -> bytes:
     ).encode()
 
 
-def wait(predicate: Any, timeout: float, what: str) -> None:
+def wait(predicate: Any, timeout: float, what: str, state: Any = None) -> None:
+    """Poll ``predicate``; on timeout fail with ``what`` and what ``state()`` shows."""
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+            seen = f"; state: {state()}" if state is not None else ""
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}{seen}")
         time.sleep(0.2)
 
 
@@ -114,9 +116,11 @@ def test_spool_survives_a_prefect_outage_and_drains_after(
     private_prefect: PrivatePrefect, tmp_path: Path
 ) -> None:
     repo = f"outage/{uuid.uuid4().hex[:8]}"
+    resource = f"oci.image.123456789012.dkr.ecr.eu-west-1.amazonaws.com/{repo}"
     api = private_prefect.api_url
     deployment_id = create_deliver_deployment(api)
     install_trigger(api, deployment_id)
+    time.sleep(2)  # the server's automation cache picks new automations up
     config = BridgeConfig(
         secret=SecretStr(SECRET),
         spool_dir=tmp_path / "spool",
@@ -132,6 +136,10 @@ def test_spool_survives_a_prefect_outage_and_drains_after(
         r = c.post("/hooks/ecr", content=ecr_push("before", repo), headers=AUTH)
         assert r.status_code == 202
         wait(lambda: bridge.state.metrics.emitted == 1, 30, "the first event to be emitted")
+        # Prefect answers 204 before its in-memory queue has stored and evaluated the
+        # event; stop it only once both happened (see docs/bridge.md).
+        wait(lambda: len(private_prefect.events(resource_prefix=resource)) == 1, 30, "storage")
+        wait(lambda: len(flow_runs(api, deployment_id)) == 1, 30, "the first run")
 
         private_prefect.stop()
         tags = [f"during-{i:02d}" for i in range(20)]
@@ -161,12 +169,16 @@ def test_spool_survives_a_prefect_outage_and_drains_after(
         )
         assert "shipyard_bridge_spool_depth 0" in c.get("/metrics").text
 
-    resource = f"oci.image.123456789012.dkr.ecr.eu-west-1.amazonaws.com/{repo}"
     events = private_prefect.wait_for_events(21, resource)
     assert [e["payload"]["tag"] for e in events] == ["before", *tags]
 
     # Every push, including those spooled through the outage, started `deliver` once.
-    wait(lambda: len(flow_runs(api, deployment_id)) >= 21, 60, "a deliver run per push")
+    wait(
+        lambda: len(flow_runs(api, deployment_id)) >= 21,
+        60,
+        "a deliver run per push",
+        lambda: sorted(r["parameters"]["tag"] for r in flow_runs(api, deployment_id)),
+    )
     time.sleep(2)
     runs = flow_runs(api, deployment_id)
     assert sorted(r["parameters"]["tag"] for r in runs) == sorted(["before", *tags])
