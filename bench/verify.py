@@ -139,9 +139,10 @@ def run(
             raise SystemExit(f"{label}: rollout {i} did not verify")
         delays.append(returned - done)
     delays.sort()
+    p90 = delays[int(len(delays) * 0.9) - 1]
     print(
         f"{label:>14}: median delay {statistics.median(delays) * 1000:7.1f} ms, "
-        f"p90 {delays[int(len(delays) * 0.9) - 1] * 1000:7.1f} ms, max {delays[-1] * 1000:7.1f} ms; "
+        f"p90 {p90 * 1000:7.1f} ms, max {delays[-1] * 1000:7.1f} ms; "
         f"API requests per verification: median {statistics.median(requests):.0f} "
         f"(min {min(requests)}, max {max(requests)})"
     )
