@@ -13,15 +13,20 @@ atomically.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import io
 import json
 import logging
 import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import orjson
+
+from shipyard.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -47,11 +52,12 @@ class Spool:
         self.directory.mkdir(parents=True, exist_ok=True)
         self.segment_bytes = segment_bytes
         self._lock = threading.Lock()
+        self._owner = _take_ownership(self.directory)
         segments = self._segments()
         self._cursor_segment, self._cursor_offset = self._load_cursor(segments)
         self._write_segment = max(segments[-1] if segments else 1, self._cursor_segment)
         self._repair_tail(self._write_segment)
-        self._file = open(self._path(self._write_segment), "ab")
+        self._file = _open_segment(self._path(self._write_segment))
         self._depth = self._count_pending()
 
     # -- writing ---------------------------------------------------------------------
@@ -66,18 +72,23 @@ class Spool:
                 self._rotate()
             start = self._file.tell()
             try:
-                self._file.write(data)
-                self._file.flush()
+                view = memoryview(data)
+                while view:
+                    written = self._file.write(view)
+                    view = view[written or 0 :]
                 os.fsync(self._file.fileno())
             except OSError:
-                self._file.truncate(start)  # never leave half a batch for the reader
+                # Never leave half a batch for the reader; the file is unbuffered, so
+                # nothing of the failed batch can be written later either.
+                with contextlib.suppress(OSError):
+                    self._file.truncate(start)
                 raise
             self._depth += len(records)
 
     def _rotate(self) -> None:
         self._file.close()
         self._write_segment += 1
-        self._file = open(self._path(self._write_segment), "ab")
+        self._file = _open_segment(self._path(self._write_segment))
         _fsync_dir(self.directory)
 
     # -- reading ---------------------------------------------------------------------
@@ -135,6 +146,7 @@ class Spool:
         """Close the append file (the data is already durable)."""
         with self._lock:
             self._file.close()
+            self._owner.close()  # releases the directory lock
 
     # -- internals -------------------------------------------------------------------
 
@@ -200,6 +212,30 @@ class Spool:
                 while chunk := fh.read(1 << 20):
                     count += chunk.count(b"\n")
         return count
+
+
+def _open_segment(path: Path) -> io.FileIO:
+    """A segment opened for unbuffered appends (a failed write leaves nothing pending)."""
+    return io.FileIO(path, "ab")
+
+
+def _take_ownership(directory: Path) -> IO[str]:
+    """Lock the spool directory for this process; two writers would interleave segments."""
+    handle = open(directory / ".lock", "a+")
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        raise ConfigError(
+            f"spool {directory} is in use by {holder}; give each bridge its own --spool-dir"
+        ) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"pid {os.getpid()}\n")
+    handle.flush()
+    return handle
 
 
 def _fsync_dir(directory: Path) -> None:

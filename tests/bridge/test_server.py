@@ -6,6 +6,7 @@ spool, where the tests read them back.
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -261,3 +262,22 @@ def test_spooled_events_survive_a_bridge_restart(tmp_path: Path) -> None:
     batch = spool.read_batch()
     assert batch is not None
     assert json.loads(json.dumps(batch.records))[0]["payload"]["repository"] == "shop/orders"
+
+
+def test_spool_write_failure_is_503_and_the_retry_gets_through(
+    bridge: BackgroundBridge, client: httpx.Client
+) -> None:
+    spool = bridge.state.spool
+    assert spool is not None
+    good = spool._file
+    spool._file = io.FileIO("/dev/full", "ab")  # the disk is full
+    try:
+        r = client.post("/hooks/ecr", content=body("ecr_push.json"), headers=AUTH)
+        assert r.status_code == 503
+        assert "No space left" in r.json()["error"]
+    finally:
+        spool._file.close()
+        spool._file = good
+    retry = client.post("/hooks/ecr", content=body("ecr_push.json"), headers=AUTH)
+    assert retry.status_code == 202  # not swallowed as a "replay"
+    assert len(spooled(bridge)) == 1

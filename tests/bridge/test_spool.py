@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
+import pytest
+
 from shipyard.bridge.spool import Spool
+from shipyard.errors import ConfigError
 
 
 def records(start: int, n: int) -> list[dict[str, object]]:
@@ -67,3 +71,25 @@ def test_torn_tail_is_dropped(tmp_path: Path) -> None:
     assert again.depth == 2
     again.append(records(2, 1))
     assert drain(again) == [0, 1, 2]
+
+
+def test_one_writer_per_directory(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    with pytest.raises(ConfigError, match=r"in use by pid \d+"):
+        Spool(tmp_path)
+    spool.close()
+    Spool(tmp_path).close()  # free again once closed
+
+
+def test_failed_write_leaves_no_partial_batch(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    spool.append(records(0, 1))
+    good = spool._file
+    spool._file = io.FileIO("/dev/full", "ab")  # a real ENOSPC on write
+    with pytest.raises(OSError):
+        spool.append(records(1, 3))
+    spool._file.close()
+    spool._file = good
+    assert spool.depth == 1
+    spool.append(records(1, 1))
+    assert drain(spool) == [0, 1]
