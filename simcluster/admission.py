@@ -259,7 +259,8 @@ def _default(rt: ResourceType, obj: JSON, old: JSON | None, store: Store) -> Non
                 port.setdefault("targetPort", port.get("port"))
         obj.setdefault("status", {"loadBalancer": {}})
     elif kind == "Secret":
-        obj.setdefault("type", "Opaque")
+        if not obj.get("type"):
+            obj["type"] = "Opaque"
         string_data = obj.pop("stringData", None)
         if isinstance(string_data, dict):
             data = obj.setdefault("data", {})
@@ -406,6 +407,15 @@ def _validate_workload(obj: JSON, old: JSON | None) -> list[Cause]:
     ):
         causes.append(
             ("FieldValueInvalid", "spec.selector", f"Invalid value: {selector}: field is immutable")
+        )
+    strategy = spec.get("strategy") or {}
+    if strategy.get("type") == "Recreate" and strategy.get("rollingUpdate"):
+        causes.append(
+            (
+                "FieldValueForbidden",
+                "spec.strategy.rollingUpdate",
+                "Forbidden: may not be specified when strategy `type` is 'Recreate'",
+            )
         )
     replicas = spec.get("replicas", 1)
     if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:

@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 import yaml
 
-from simcluster import discovery, errors, managed, openapi, patch, tables
+from simcluster import discovery, errors, managed, openapi, patch, protobuf, tables
 from simcluster.clock import now_iso
 from simcluster.config import SimConfig
 from simcluster.errors import ApiError
@@ -286,7 +286,11 @@ class SimApp:
         if t.sub == "scale":
             return self._scale(req, t)
         if m == "GET":
-            return Response(body=self._out(self.store.get(t.rt, t.namespace or "", t.name), t))
+            obj = self._out(self.store.get(t.rt, t.namespace or "", t.name), t)
+            if tables.wants_table(req.headers.get("accept", "")):
+                meta = {"resourceVersion": obj["metadata"].get("resourceVersion", "")}
+                return Response(body=tables.to_table(t.rt, [obj], meta))
+            return Response(body=obj)
         if m == "PUT":
             return self._update(req, t)
         if m == "PATCH":
@@ -310,6 +314,13 @@ class SimApp:
         if not req.body:
             raise errors.bad_request("the body of the request was empty")
         ctype = req.headers.get("content-type", "application/json").split(";")[0].strip()
+        if ctype == "application/vnd.kubernetes.protobuf":
+            try:
+                return protobuf.decode(req.body)
+            except (protobuf.ProtobufError, UnicodeDecodeError) as exc:
+                raise errors.ApiError(
+                    415, "UnsupportedMediaType", f"{exc}; send JSON instead (simcluster)"
+                ) from None
         if "protobuf" in ctype or "cbor" in ctype:
             raise errors.unsupported_media_type(ctype)
         try:

@@ -350,6 +350,9 @@ class Kubelet(Controller):
             }
             self._event(pod, "Normal", "Created", f"Created container {c['name']}")
             self._event(pod, "Normal", "Started", f"Started container {c['name']}")
+            self.logs.reopen(ns, name, c["name"])
+            line = f"{started} simcluster: simulated container {c['name']} ({c.get('image')})\n"
+            self.logs.append(ns, name, c["name"], line.encode())
         self._write(ns, name, uid, "Running", states)
         if crashing:
             await self._crash_loop(ns, name, uid, crashing, states, policy)
@@ -376,6 +379,10 @@ class Kubelet(Controller):
                     }
                 },
             }
+        for c in containers:
+            line = f"{finished} simcluster: simulated container {c['name']} exited with {code}\n"
+            self.logs.append(ns, name, c["name"], line.encode())
+            self.logs.close(ns, name, c["name"])
         self._write(ns, name, uid, "Succeeded" if code == 0 else "Failed", states)
 
     async def _crash_loop(

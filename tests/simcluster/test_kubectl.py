@@ -177,5 +177,21 @@ def test_errors_look_like_a_real_server(sim_cluster: SimClusterHandle, sim_names
     assert "(AlreadyExists)" in dup.stderr
 
 
+def test_create_generators_sending_protobuf(
+    sim_cluster: SimClusterHandle, sim_namespace: str
+) -> None:
+    k = sim_cluster.kubectl
+    ns = ("-n", sim_namespace)
+    k("create", "configmap", *ns, "gen", "--from-literal=a=b", "--from-literal=c=d")
+    k("create", "secret", "generic", *ns, "pw", "--from-literal=password=hunter2")
+    k("create", "serviceaccount", *ns, "robot")
+    cm = json.loads(k("get", *ns, "configmap/gen", "-o", "json").stdout)
+    assert cm["data"] == {"a": "b", "c": "d"}
+    secret = json.loads(k("get", *ns, "secret/pw", "-o", "json").stdout)
+    assert secret["type"] == "Opaque" and secret["data"] == {"password": "aHVudGVyMg=="}
+    unsupported = k("create", "deployment", *ns, "d", "--image=nginx", check=False)
+    assert unsupported.returncode != 0 and "send JSON instead" in unsupported.stderr
+
+
 def _cm(name: str) -> str:
     return f"apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: {name}}}\ndata: {{a: b}}\n"
