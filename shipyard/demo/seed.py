@@ -18,6 +18,7 @@ from shipyard.stack.services import create_bare_repo
 GITOPS_BLOCK = "shipyard-gitops"
 CLUSTER_BLOCK = "default"
 REGISTRY_BLOCK = "shipyard-registry"
+BACKUP_BLOCK = "shipyard-backups"
 FLOWS_NAMESPACE = "shipyard-flows"
 
 
@@ -149,6 +150,22 @@ def seed_blocks(env: dict[str, str], gitops_url: str) -> None:
     RegistryCredentials(registry=env["SHIPYARD_REGISTRY"], insecure=True).save(
         REGISTRY_BLOCK, overwrite=True
     )
+    if endpoint := env.get("SHIPYARD_S3_ENDPOINT"):
+        from prefect_aws import AwsCredentials
+        from pydantic import SecretStr
+
+        from blocks.storage import BackupStorage
+
+        credentials = AwsCredentials(
+            aws_access_key_id=env.get("AWS_ACCESS_KEY_ID"),
+            aws_secret_access_key=SecretStr(env.get("AWS_SECRET_ACCESS_KEY", "")),
+            region_name=env.get("AWS_DEFAULT_REGION", "us-east-1"),
+        )
+        storage = BackupStorage(bucket=BACKUP_BLOCK, endpoint_url=endpoint, credentials=credentials)
+        s3 = storage.get_s3_client()
+        if BACKUP_BLOCK not in {b["Name"] for b in s3.list_buckets().get("Buckets", [])}:
+            s3.create_bucket(Bucket=BACKUP_BLOCK)
+        storage.save(BACKUP_BLOCK, overwrite=True)
 
 
 def seed_demo(layout: StackLayout, env: dict[str, str]) -> DemoSeed:

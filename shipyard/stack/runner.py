@@ -26,6 +26,7 @@ from shipyard.stack.model import (
 from shipyard.stack.probes import free_port, tcp_open
 from shipyard.stack.services import (
     S3_TEST_CREDENTIALS,
+    bridge_secret,
     external_docker_spec,
     git_spec,
     podman_spec,
@@ -34,7 +35,7 @@ from shipyard.stack.services import (
     s3_spec,
 )
 
-SERVICE_ORDER = ("prefect", "registry", "docker", "s3", "git", "kube")
+SERVICE_ORDER = ("prefect", "registry", "docker", "s3", "git", "kube", "bridge", "worker")
 
 Progress = Callable[[str], None]
 
@@ -60,7 +61,12 @@ def build_specs(layout: StackLayout, ports: dict[str, int]) -> list[ServiceSpec]
     docker_host = os.environ.get("DOCKER_HOST")
     specs = [
         prefect_spec(layout, ports["prefect"]),
-        registry_spec(layout, ports["registry"], os.environ.get("SHIPYARD_REGISTRY_WEBHOOK")),
+        registry_spec(
+            layout,
+            ports["registry"],
+            os.environ.get("SHIPYARD_REGISTRY_WEBHOOK") or bridge_url(layout, ports),
+            bridge_secret(layout),
+        ),
         external_docker_spec(docker_host)
         if docker_host
         else podman_spec(layout, ports["registry"]),
@@ -94,6 +100,11 @@ def build_specs(layout: StackLayout, ports: dict[str, int]) -> list[ServiceSpec]
     return specs
 
 
+def bridge_url(layout: StackLayout, ports: dict[str, int]) -> str:
+    """Where the registry sends push notifications: the bridge `shipyard demo` starts."""
+    return f"http://{layout.host}:{ports['bridge']}/hooks/distribution"
+
+
 def env_values(layout: StackLayout, ports: dict[str, int]) -> dict[str, str]:
     """The variables the rest of the project reads to find the stack's services."""
     host = layout.host
@@ -105,6 +116,7 @@ def env_values(layout: StackLayout, ports: dict[str, int]) -> dict[str, str]:
         "SHIPYARD_REGISTRY": f"{host}:{ports['registry']}",
         "SHIPYARD_S3_ENDPOINT": f"http://{host}:{ports['s3']}",
         "SHIPYARD_GIT_URL": f"git://{host}:{ports['git']}",
+        "SHIPYARD_BRIDGE_URL": f"http://{host}:{ports['bridge']}",
         **S3_TEST_CREDENTIALS,
     }
     if _sim_available():

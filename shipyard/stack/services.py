@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import secrets
 import shutil
 import subprocess
 import sys
@@ -78,8 +79,24 @@ def prefect_spec(layout: StackLayout, port: int) -> ServiceSpec:
     )
 
 
-def registry_config(layout: StackLayout, port: int, bridge_url: str | None) -> str:
-    """CNCF Distribution's config.yml: filesystem storage, deletes on, optional webhook."""
+def bridge_secret(layout: StackLayout) -> str:
+    """The stack's webhook secret shared by the registry and the bridge (made once, 0600)."""
+    path = layout.root / "bridge.secret"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(secrets.token_urlsafe(32))
+    return path.read_text().strip()
+
+
+def registry_config(
+    layout: StackLayout, port: int, bridge_url: str | None, secret: str | None = None
+) -> str:
+    """CNCF Distribution's config.yml: filesystem storage, deletes on, optional webhook.
+
+    The webhook's secret is ``secret``, else $SHIPYARD_BRIDGE_SECRET.
+    """
     lines = [
         "version: 0.1",
         "log:",
@@ -96,7 +113,7 @@ def registry_config(layout: StackLayout, port: int, bridge_url: str | None) -> s
         "    X-Content-Type-Options: [nosniff]",
     ]
     if bridge_url:
-        secret = os.environ.get("SHIPYARD_BRIDGE_SECRET", "")
+        secret = secret or os.environ.get("SHIPYARD_BRIDGE_SECRET", "")
         lines += [
             "notifications:",
             "  events:",
@@ -113,14 +130,16 @@ def registry_config(layout: StackLayout, port: int, bridge_url: str | None) -> s
     return "\n".join(lines) + "\n"
 
 
-def registry_spec(layout: StackLayout, port: int, bridge_url: str | None = None) -> ServiceSpec:
-    """A CNCF Distribution registry on loopback (plain HTTP)."""
+def registry_spec(
+    layout: StackLayout, port: int, bridge_url: str | None = None, secret: str | None = None
+) -> ServiceSpec:
+    """A CNCF Distribution registry on loopback (plain HTTP); pushes notify the bridge."""
     program = require("docker-registry")
     config = layout.data_dir("registry") / "config.yml"
 
     def prepare() -> None:
         config.parent.mkdir(parents=True, exist_ok=True)
-        config.write_text(registry_config(layout, port, bridge_url))
+        config.write_text(registry_config(layout, port, bridge_url, secret))
 
     return ServiceSpec(
         name="registry",

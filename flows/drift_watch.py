@@ -1,0 +1,66 @@
+"""`drift-check` for a schedule: every catalog app environment compared with git.
+
+Reads the catalog, runs the ``drift-check`` subflow for each app environment (optionally
+healing by syncing), and publishes one summary table; the subflows publish the details
+and an event per drifted environment.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from prefect import flow
+from prefect.artifacts import create_table_artifact
+from pydantic import Field
+
+from blocks.cluster import KubernetesCluster
+from blocks.gitops import GitOpsRepository
+from flows.deliver import DeliverOptions, load_block
+from flows.drift_check import DriftConfig, DriftReport, drift_check
+from tasks.read_catalog import read_catalog
+from tasks.sync.config import SyncConfig
+
+
+@flow(name="drift-watch")
+def drift_watch(
+    apps: Annotated[
+        list[str] | None, Field(description="Apps to check; default every app in the catalog.")
+    ] = None,
+    heal: Annotated[bool, Field(description="Sync drifted environments back to git.")] = False,
+    include_protected: Annotated[
+        bool, Field(description="Also check protected environments (never healed).")
+    ] = True,
+    options: Annotated[DeliverOptions | None, Field(description="Connections (blocks).")] = None,
+) -> dict[str, int]:
+    """Check each app environment; return the number of differences per ``app/env``."""
+    opts = options or DeliverOptions()
+    repository = load_block(GitOpsRepository, opts.gitops_block)
+    cluster = load_block(KubernetesCluster, opts.cluster_block)
+    catalog = read_catalog(repository).catalog
+    wanted = set(apps or [a.name for a in catalog.apps])
+    summary: dict[str, int] = {}
+    for app in catalog.apps:
+        if app.name not in wanted:
+            continue
+        for env in app.environments:
+            if env.protected and not include_protected:
+                continue
+            config = DriftConfig(
+                repo=repository.url,
+                path=env.path,
+                namespace=env.namespace,
+                branch=env.branch,
+                app=app.name,
+                managed_by="shipyard" if env.sync.driver == "apply" else env.sync.driver,
+            )
+            sync = SyncConfig.for_environment(app, env, repo=repository.url, revision=None)
+            report: DriftReport = drift_check.with_options(
+                flow_run_name=f"drift-{app.name}-{env.name}"
+            )(cluster, config, heal and not env.protected, sync)
+            summary[f"{app.name}/{env.name}"] = len(report.items)
+    create_table_artifact(
+        key="drift-summary",
+        table=[{"environment": k, "differences": v} for k, v in summary.items()],
+        description=f"{sum(1 for v in summary.values() if v)} of {len(summary)} drifted",
+    )
+    return summary
