@@ -30,7 +30,7 @@ from prefect.transactions import Transaction, get_transaction, transaction
 from pydantic import BaseModel, ConfigDict, Field
 
 from blocks.gitops import GitOpsRepository
-from shipyard.catalog import MetricGate, SmokeCheck
+from shipyard.catalog import Environment, MetricGate, SmokeCheck
 from shipyard.errors import PermanentError, ShipyardError
 from tasks.metric_gate import metric_gate
 from tasks.revert_commit import RevertConfig, RevertResult, revert_commit
@@ -65,6 +65,23 @@ class VerifyPlan(BaseModel):
     smoke: list[SmokeCheck] = Field(default_factory=list, description="HTTP smoke checks.")
     metrics: list[MetricGate] = Field(default_factory=list, description="Metric gates.")
     smoke_interval_seconds: float = Field(1.0, ge=0, description="Pause between smoke attempts.")
+
+    @classmethod
+    def for_environment(cls, env: Environment, digest: str | None = None) -> VerifyPlan:
+        """The plan the catalog declares for ``env`` (``verify``), pinned to ``digest``."""
+        return cls(
+            workloads=[
+                VerifyConfig(
+                    namespace=env.namespace,
+                    workload=w,
+                    digest=digest,
+                    timeout_seconds=env.verify.timeout_seconds,
+                )
+                for w in env.verify.workloads
+            ],
+            smoke=list(env.verify.smoke),
+            metrics=list(env.verify.metrics),
+        )
 
     def without_digest(self) -> VerifyPlan:
         """The plan for the previous version: same workloads, any digest, no gates."""
