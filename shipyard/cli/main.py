@@ -21,6 +21,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "shipyard.cli.sim",
     "shipyard.cli.build",
     "shipyard.cli.check",
+    "shipyard.cli.demo",
     "shipyard.cli.gitops",
     "shipyard.cli.bridge",
     "shipyard.cli.deliver_steps",
