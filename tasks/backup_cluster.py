@@ -14,6 +14,7 @@ unknown namespace is a :class:`~shipyard.errors.ConfigError`.
 
 from __future__ import annotations
 
+import base64
 import functools
 import hashlib
 import json
@@ -40,6 +41,7 @@ from shipyard.errors import (
     is_transient,
     retry_condition,
 )
+from shipyard.redact import register_secret
 from tasks.backup_manifest import (
     MANIFEST_NAME,
     BackupEntry,
@@ -537,6 +539,23 @@ _BUILTIN_GROUPS = frozenset(
 )
 
 
+def register_secret_values(obj: JSON) -> None:
+    """Teach redaction a Secret's values (base64 and decoded), so that no log line,
+    error or artifact can show them even by accident."""
+    if obj.get("kind") != "Secret":
+        return
+    for field_name in ("data", "stringData"):
+        for value in (obj.get(field_name) or {}).values():
+            if not isinstance(value, str):
+                continue
+            register_secret(value)
+            if field_name == "data":
+                try:
+                    register_secret(base64.b64decode(value, validate=True).decode())
+                except (ValueError, UnicodeDecodeError):
+                    pass
+
+
 def export_objects(
     kube: KubeApi, namespaces: Sequence[str], *, include_crds: bool = True, workers: int = 8
 ) -> tuple[list[JSON], dict[str, int]]:
@@ -559,6 +578,7 @@ def export_objects(
             if skip_reason(item) is not None:
                 skipped[kind.kind] += 1
                 continue
+            register_secret_values(item)
             objects.append(normalize(item))
             if kind.group not in _BUILTIN_GROUPS:
                 used_custom.add((kind.group, kind.plural))

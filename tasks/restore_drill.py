@@ -40,6 +40,7 @@ from tasks.backup_cluster import (
     VeleroConfig,
     export_objects,
     parallel_map,
+    register_secret_values,
     run_velero,
     velero_restore_object,
 )
@@ -149,6 +150,9 @@ class DrillResult(BaseModel):
     cleanup_left: list[str] = Field(
         default_factory=list, description="Drill objects still present after cleanup."
     )
+    timings: dict[str, float] = Field(
+        default_factory=dict, description="Seconds per phase (select, verify, restore, ...)."
+    )
 
     def cli_json(self) -> JSON:
         """Exactly the keys of the CLI contract."""
@@ -180,6 +184,7 @@ def _fetch_verified(
     for path, data in contents.items():
         assert data is not None
         out[path] = json.loads(data)
+        register_secret_values(out[path])
     return out
 
 
@@ -215,8 +220,18 @@ def run_drill(
         rpo_target_seconds=config.rpo_target_seconds,
     )
     root = backup_root(prefix, config.cluster, backup_id)
+    mark = clock()
+
+    def lap(phase: str) -> None:
+        nonlocal mark
+        now = clock()
+        result.timings[phase] = round(now - mark, 3)
+        mark = now
+
+    lap("select")
     try:
         objects = _fetch_verified(store, manifest, root, config.workers)
+        lap("verify")
     except IntegrityError as exc:
         result.failures.append(exc.message)
         result.mismatches = [exc.message]
@@ -232,13 +247,16 @@ def run_drill(
     try:
         restore_plan(kube, plan, policy=config.existing, workers=config.workers, outcome=outcome)
         result.restored = outcome.restored
+        lap("restore")
         parity = measure_parity(kube, plan, workers=config.workers)
         result.parity = parity.parity
         result.mismatches = parity.mismatches
+        lap("parity")
         if config.check_workloads:
             result.unavailable = wait_workloads(
                 kube, plan, timeout=config.ready_timeout_seconds, workers=config.workers
             )
+            lap("ready")
         result.rto_seconds = clock() - t0
     except Exception as exc:  # noqa: BLE001 - recorded as a failed drill, cleanup follows
         result.restored = outcome.restored
@@ -251,6 +269,7 @@ def run_drill(
             outcome.created_cluster_scoped,
             timeout=config.cleanup_timeout_seconds,
         )
+        lap("cleanup")
     result.failures.extend(evaluate(result))
     result.passed = not result.failures
     return result
@@ -353,6 +372,8 @@ def render_report(result: DrillResult) -> str:
         lines += ["## Not available", "", *(f"- {u}" for u in result.unavailable), ""]
     cleanup = "complete" if not result.cleanup_left else f"left {result.cleanup_left}"
     lines += [f"Cleanup: {cleanup}."]
+    if result.timings:
+        lines += ["", "Phases (s): " + ", ".join(f"{k} {v:.1f}" for k, v in result.timings.items())]
     return redact("\n".join(lines))
 
 

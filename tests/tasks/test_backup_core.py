@@ -362,3 +362,17 @@ def test_backup_config_validation() -> None:
         parse_config(BackupConfig, {"namespaces": ["Bad_Name"]})
     with pytest.raises(ConfigError, match="keep_last"):
         parse_config(BackupConfig, {"namespaces": ["a"], "keep_last": 0})
+
+
+def test_secret_values_are_registered_for_redaction() -> None:
+    from shipyard.redact import redact
+    from tasks.backup_cluster import register_secret_values
+
+    secret = {
+        "kind": "Secret",
+        "data": {"password": "aHVudGVyMi1zdXBlci1zZWNyZXQ="},  # hunter2-super-secret
+        "stringData": {"token": "plain-token-value"},
+    }
+    register_secret_values(secret)
+    line = "connect with hunter2-super-secret / aHVudGVyMi1zdXBlci1zZWNyZXQ= / plain-token-value"
+    assert redact(line) == "connect with ******** / ******** / ********"
