@@ -148,13 +148,21 @@ class LocalRegistry:
     def url(self) -> str:
         return f"http://{self.host}"
 
-    def push_image(self, repository: str, tag: str, payload: bytes | None = None) -> str:
+    def push_image(
+        self,
+        repository: str,
+        tag: str,
+        payload: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> str:
         """Push a tiny single-layer OCI image; return its manifest digest."""
         layer = payload if payload is not None else f"{repository}:{tag}:{time.time()}".encode()
         config = json.dumps(
             {"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": []}}
         ).encode()
-        with httpx.Client(base_url=self.url, auth=self.auth, timeout=10) as client:
+        with httpx.Client(
+            base_url=self.url, auth=self.auth, headers=headers or {}, timeout=10
+        ) as client:
             descriptors = []
             for blob, media in (
                 (config, "application/vnd.oci.image.config.v1+json"),

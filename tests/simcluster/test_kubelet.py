@@ -198,3 +198,32 @@ def test_run_to_completion_pod_exit_code(core: client.CoreV1Api, sim_namespace: 
     eventually(lambda: core.read_namespaced_pod("ok", sim_namespace).status.phase == "Succeeded")
     eventually(lambda: core.read_namespaced_pod("bad", sim_namespace).status.phase == "Failed")
     assert _container_status(core, sim_namespace, "bad").state.terminated.exit_code == 3
+
+
+def test_bearer_token_challenge_is_followed(core: client.CoreV1Api, sim_namespace: str) -> None:
+    from tests.simcluster.token_registry import push_with_token, start_token_registry
+
+    registry, issuer, server = start_token_registry(("robot", "t0ken"))
+    try:
+        digest = push_with_token(registry, issuer, "secure/app", "v1")
+        secret = client.V1Secret(
+            metadata=client.V1ObjectMeta(name="tokcred"),
+            type="kubernetes.io/dockerconfigjson",
+            data={".dockerconfigjson": dockerconfigjson(registry.host, "robot", "t0ken")},
+        )
+        core.create_namespaced_secret(sim_namespace, secret)
+        before = issuer.issued
+        core.create_namespaced_pod(
+            sim_namespace, _pod("bearer", f"{registry.host}/secure/app:v1", pull_secret="tokcred")
+        )
+        eventually(
+            lambda: core.read_namespaced_pod("bearer", sim_namespace).status.phase == "Running"
+        )
+        assert (
+            _container_status(core, sim_namespace, "bearer").image_id
+            == f"{registry.host}/secure/app@{digest}"
+        )
+        assert issuer.issued > before  # the kubelet fetched a token from the realm
+    finally:
+        server.shutdown()
+        registry.stop()
