@@ -9,8 +9,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
 import socket
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -166,6 +168,25 @@ class _Server(uvicorn.Server):
     def __init__(self, config: uvicorn.Config, on_exit: Any) -> None:
         super().__init__(config)
         self._on_exit = on_exit
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        """Stop gracefully on SIGTERM/SIGINT (main thread only), without re-raising them.
+
+        uvicorn's own handling re-raises the signal after shutdown, which would kill the
+        process before the kubelet stops its process-backed pods.
+        """
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self.handle_exit, sig, None)
+        try:
+            yield
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
 
     def handle_exit(self, sig: int, frame: Any) -> None:
         loop = asyncio.get_event_loop()
