@@ -226,6 +226,9 @@ def sync_and_verify(
     """
     resource_id = f"shipyard.delivery.{app or sync.app}.{environment or 'default'}"
     ledger = open_ledger(repository, commit, sync.branch)
+    # Inside a caller's transaction, ours is its child: a later failure of the caller
+    # rolls ours back too, so the ledger must outlive this flow (it is tiny).
+    nested = get_transaction() is not None
     try:
         with transaction():
             record_manifest_commit(ledger.key)
@@ -238,7 +241,8 @@ def sync_and_verify(
     except Exception as exc:  # noqa: BLE001 - any failure of the delivery triggers rollback
         original = exc
     else:
-        close_ledger(ledger)
+        if not nested:
+            close_ledger(ledger)
         _emit(EVENT_VERIFIED, resource_id, {"commit": commit, "driver": synced.driver})
         return DeliveryOutcome(commit=synced.revision, sync=synced, verified=verified)
     try:

@@ -200,3 +200,27 @@ def _wait_event(name: str, commit: str, timeout: float = 15.0) -> None:
                 return
         time.sleep(0.3)
     raise AssertionError(f"no {name} event for {commit}")
+
+
+def test_a_later_failure_of_the_caller_reverts_the_commit(
+    sim_cluster: SimClusterHandle,
+    sim_namespace: str,
+    gitops: GitOpsRepo,
+    oci_registry: LocalRegistry,
+) -> None:
+    from prefect import flow
+    from prefect.transactions import transaction
+
+    image, _, cfg = _setup(sim_cluster, sim_namespace, gitops, oci_registry)
+    oci_registry.push_image(f"{sim_namespace}/web", "6")
+    good = gitops.commit(kustomize_env(image, "6"), "web: v6")
+
+    @flow
+    def deliver_then_fail() -> None:
+        with transaction():
+            _run(sim_cluster, gitops, good, cfg, sim_namespace)
+            raise RuntimeError("a later step of the delivery failed")
+
+    with pytest.raises(RuntimeError, match="later step"):
+        deliver_then_fail()
+    assert gitops.subjects()[:2] == ['Revert "web: v6"', "web: v6"]
