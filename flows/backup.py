@@ -6,6 +6,8 @@ parameters), run the ``backup_cluster`` task, then ``apply_retention``.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 
@@ -62,7 +64,7 @@ def backup(
     max_age_days: float | None = None,
     cluster_block: str | None = None,
     storage_block: str | None = None,
-    driver: str = "shipyard",
+    driver: Literal["shipyard", "velero"] = "shipyard",
     velero_namespace: str = "velero",
 ) -> BackupResult:
     """Back up namespaces (objects, custom resources, their CRDs) to S3 with a manifest.

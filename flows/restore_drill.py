@@ -8,7 +8,7 @@ and automations see it, and callers still read the numbers.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
@@ -40,14 +40,14 @@ def restore_drill(
     cluster: str = "default",
     backup: str = "latest",
     window_days: float | None = None,
-    existing: str = "fail",
+    existing: Literal["skip", "update", "fail"] = "fail",
     rto_target_seconds: float | None = None,
     rpo_target_seconds: float | None = None,
     ready_timeout_seconds: float = 120.0,
     cluster_block: str | None = None,
     drill_cluster_block: str | None = None,
     storage_block: str | None = None,
-    driver: str = "shipyard",
+    driver: Literal["shipyard", "velero"] = "shipyard",
     velero_namespace: str = "velero",
 ) -> Any:
     """Restore a backup into <ns>-drill-<id> namespaces, verify parity, measure RTO/RPO.
