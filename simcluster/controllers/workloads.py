@@ -12,6 +12,7 @@ import time
 from collections.abc import Hashable
 from typing import Any, cast
 
+from simcluster import events
 from simcluster.clock import now_iso, parse_iso
 from simcluster.config import SimConfig
 from simcluster.controllers.base import Controller, owned_by, owner_ref, set_condition, write_status
@@ -93,6 +94,8 @@ def _resolve(value: Any, total: int, round_up: bool) -> int:
 
 
 class _Base(Controller):
+    component = "controller-manager"
+
     def pods_rt(self) -> ResourceType:
         return self.rt("", "pods")
 
@@ -119,7 +122,7 @@ class _Base(Controller):
         if node:
             spec["nodeName"] = node
         try:
-            self.store.create(
+            pod = self.store.create(
                 self.pods_rt(),
                 {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": spec},
                 owner["metadata"]["namespace"],
@@ -128,6 +131,10 @@ class _Base(Controller):
         except ApiError as exc:
             if exc.code not in (403, 404, 409, 422):
                 raise
+            events.record(self.store, owner, "Warning", "FailedCreate", exc.message, self.component)
+            return
+        message = f"Created pod: {pod['metadata']['name']}"
+        events.record(self.store, owner, "Normal", "SuccessfulCreate", message, self.component)
 
     def delete_pod(self, pod: JSON) -> None:
         try:
@@ -140,6 +147,7 @@ class ReplicaSetController(_Base):
     """Keeps ``spec.replicas`` pods per ReplicaSet and reports their readiness."""
 
     name = "replicaset"
+    component = "replicaset-controller"
 
     def keys_for(self, rt: ResourceType, event: WatchEvent) -> list[Hashable]:
         if rt.key == ("apps", "replicasets") and event.type != "DELETED":
@@ -201,6 +209,7 @@ class DeploymentController(_Base):
     """Rolls Deployments out through ReplicaSets (RollingUpdate and Recreate)."""
 
     name = "deployment"
+    _deployment: JSON | None = None
 
     def keys_for(self, rt: ResourceType, event: WatchEvent) -> list[Hashable]:
         if rt.key == ("apps", "deployments") and event.type != "DELETED":
@@ -217,6 +226,7 @@ class DeploymentController(_Base):
         ns, name = cast(tuple[str, str], key)
         d_rt, rs_rt = self.rt("apps", "deployments"), self.rt("apps", "replicasets")
         d = self.store.try_get(d_rt, ns, name)
+        self._deployment = d
         if d is None or d["metadata"].get("deletionTimestamp"):
             return
         spec = d["spec"]
@@ -320,6 +330,17 @@ class DeploymentController(_Base):
     def _scale(self, rs: JSON, replicas: int, d_replicas: int | None = None) -> bool:
         if int(rs["spec"].get("replicas", 0)) == replicas:
             return False
+        old_n = int(rs["spec"].get("replicas", 0))
+        if self._deployment is not None:
+            verb = "up" if replicas > old_n else "down"
+            events.record(
+                self.store,
+                self._deployment,
+                "Normal",
+                "ScalingReplicaSet",
+                f"Scaled {verb} replica set {rs['metadata']['name']} from {old_n} to {replicas}",
+                "deployment-controller",
+            )
         new = clone(rs)
         new["spec"]["replicas"] = replicas
         if d_replicas is not None:
@@ -569,6 +590,7 @@ class StatefulSetController(_Base):
     """Ordinal pods ``<name>-0..N-1``, created in order and replaced highest-first on update."""
 
     name = "statefulset"
+    component = "statefulset-controller"
 
     def keys_for(self, rt: ResourceType, event: WatchEvent) -> list[Hashable]:
         if rt.key == ("apps", "statefulsets") and event.type != "DELETED":
@@ -673,6 +695,7 @@ class DaemonSetController(_Base):
     """One pod per simulated node; template changes replace pods one node at a time."""
 
     name = "daemonset"
+    component = "daemonset-controller"
 
     def keys_for(self, rt: ResourceType, event: WatchEvent) -> list[Hashable]:
         if rt.key == ("apps", "daemonsets") and event.type != "DELETED":
@@ -737,6 +760,7 @@ class JobController(_Base):
     """Runs Job pods to completion; sets succeeded/failed counts and Complete/Failed."""
 
     name = "job"
+    component = "job-controller"
 
     def keys_for(self, rt: ResourceType, event: WatchEvent) -> list[Hashable]:
         if rt.key == ("batch", "jobs") and event.type != "DELETED":
