@@ -268,3 +268,46 @@ def test_judge_kustomization() -> None:
     ]
     failed = judge_kustomization(ks, "t1", sha)
     assert failed is not None and not failed.ok and "boom" in failed.message
+
+
+@pytest.mark.parametrize("driver", ["argocd", "argocd-rest", "flux"])
+def test_cli_sync_with_operator_drivers(
+    driver: str,
+    sim_cluster: SimClusterHandle,
+    sim_namespace: str,
+    gitops: GitOpsRepo,
+    gitops_operators: GitOpsOperators,
+    fake_argocd: FakeArgoCD,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import json
+
+    from shipyard.cli.main import main
+
+    v1 = gitops.commit(kustomize_env("shop/web", "1"), "v1")
+    driver_config(driver, sim_namespace, gitops, gitops_operators, fake_argocd, v1)
+    args = ["sync", "--kubeconfig", str(sim_cluster.kubeconfig), "--revision", v1, "--json"]
+    if driver == "flux":
+        args += ["--driver", "flux", "--kustomization", "web", "--flux-namespace", sim_namespace]
+    else:
+        args += [
+            "--driver",
+            "argocd",
+            "--application",
+            "web",
+            "--application-namespace",
+            sim_namespace,
+        ]
+    if driver == "argocd-rest":
+        monkeypatch.setenv("ARGOCD_AUTH_TOKEN", TOKEN)
+        args += ["--argocd-url", fake_argocd.url]
+    try:
+        main(args)
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    doc = json.loads(out)
+    assert doc["revision"] == v1 and doc["driver"] == ("flux" if driver == "flux" else "argocd")

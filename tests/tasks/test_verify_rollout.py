@@ -247,3 +247,39 @@ def test_verify_is_watch_based(sim_cluster: SimClusterHandle, sim_namespace: str
     cfg = VerifyConfig(namespace=sim_namespace, workload="deployment/web", timeout_seconds=20)
     assert watch_rollout(kube, cfg).healthy
     assert kube.requests <= 6  # discovery + list + list + 2 watches, no polling
+
+
+def _pod_template(name: str, image: str) -> dict[str, Any]:
+    return {
+        "metadata": {"labels": {"app": name}},
+        "spec": {"containers": [{"name": "app", "image": image}]},
+    }
+
+
+@pytest.mark.parametrize("kind", ["StatefulSet", "DaemonSet"])
+def test_statefulset_and_daemonset_verify(
+    sim_cluster: SimClusterHandle, sim_namespace: str, kind: str
+) -> None:
+    spec: dict[str, Any] = {
+        "selector": {"matchLabels": {"app": "db"}},
+        "template": _pod_template("db", "shop/db:1"),
+    }
+    if kind == "StatefulSet":
+        spec.update(replicas=2, serviceName="db")
+    obj = {
+        "apiVersion": "apps/v1",
+        "kind": kind,
+        "metadata": {"name": "db", "namespace": sim_namespace},
+        "spec": spec,
+    }
+    _apply(sim_cluster, obj)
+    cfg = VerifyConfig(namespace=sim_namespace, workload=f"{kind.lower()}/db", timeout_seconds=20)
+    result = watch_rollout(KubeClient(sim_cluster.api_client()), cfg)
+    assert result.healthy, result
+    obj["spec"]["template"] = _pod_template("db", "shop/db:2")
+    obj["spec"]["template"]["spec"]["containers"][0]["env"] = [
+        {"name": "SIM_CRASH", "value": "true"}
+    ]
+    _apply(sim_cluster, obj)
+    result = watch_rollout(KubeClient(sim_cluster.api_client()), cfg)
+    assert (result.healthy, result.reason) == (False, "CrashLoopBackOff")
