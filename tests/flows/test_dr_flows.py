@@ -172,3 +172,53 @@ def _event_seen(api: str, name: str, backup_id: str, timeout: float = 15.0) -> b
                     return True
         time.sleep(0.5)
     return False
+
+
+def test_restore_from_git_drill_flow(
+    env: dict[str, str], sim_cluster: SimClusterHandle, tmp_path: Any
+) -> None:
+    """Rebuild a live namespace from a real git repository (file:// clone)."""
+    import subprocess
+
+    from flows.restore_drill import restore_from_git_drill
+    from tasks.restore_drill import GitDrillResult, render_env
+    from tests.tasks.test_restore_git import write_env
+
+    kube = KubeApi(sim_cluster.api_client())
+    live = f"live-{uuid.uuid4().hex[:6]}"
+    src = tmp_path / "src"
+    env_dir = write_env(src, live)
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com"]
+    subprocess.run([*git, "init", "-q", "-b", "main", str(src)], check=True)
+    subprocess.run([*git, "-C", str(src), "add", "."], check=True)
+    subprocess.run([*git, "-C", str(src), "commit", "-qm", "env"], check=True)
+    kube.request("POST", "/api/v1/namespaces", {"metadata": {"name": live}})
+    paths = {"Deployment": "/apis/apps/v1", "Service": "/api/v1", "ConfigMap": "/api/v1"}
+    for obj in render_env(env_dir):
+        plural = obj["kind"].lower() + "s"
+        kube.request("POST", f"{paths[obj['kind']]}/namespaces/{live}/{plural}", obj)
+    try:
+        result = restore_from_git_drill(
+            env_path="envs/prod",
+            live_namespace=live,
+            repo_url=f"file://{src}",
+            kubeconfig=env["kubeconfig"],
+            ready_timeout_seconds=30,
+        )
+        assert isinstance(result, GitDrillResult)
+        assert result.passed and result.parity == 1.0 and result.objects == 3
+        kube.request("DELETE", f"/api/v1/namespaces/{live}/configmaps/settings")
+        state = restore_from_git_drill(
+            env_path="envs/prod",
+            live_namespace=live,
+            repo_url=f"file://{src}",
+            kubeconfig=env["kubeconfig"],
+            ready_timeout_seconds=30,
+            return_state=True,
+        )
+        assert state.is_failed()
+        failed = state.result(raise_on_failure=False)
+        assert isinstance(failed, GitDrillResult)
+        assert failed.only_in_git == ["ConfigMap/settings"]
+    finally:
+        kube.request("DELETE", f"/api/v1/namespaces/{live}")
