@@ -6,13 +6,14 @@ fields and conditions that kubectl and clients read) in simplified form.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import math
 import time
 from collections.abc import Hashable
 from typing import Any, cast
 
-from simcluster import events
+from simcluster import cron, events
 from simcluster.clock import now_iso, parse_iso
 from simcluster.config import SimConfig
 from simcluster.controllers.base import Controller, owned_by, owner_ref, set_condition, write_status
@@ -886,6 +887,142 @@ class JobController(_Base):
         write_status(self.store, j_rt, job, status, "kube-controller-manager")
 
 
+class CronJobController(_Base):
+    """Creates Jobs from CronJobs on schedule (UTC), with concurrency and history limits."""
+
+    name = "cronjob"
+    component = "cronjob-controller"
+
+    def keys_for(self, rt: ResourceType, event: WatchEvent) -> list[Hashable]:
+        if rt.key == ("batch", "cronjobs") and event.type != "DELETED":
+            return _key(event)
+        if rt.key == ("batch", "jobs"):
+            return _owner_key(event, "CronJob")
+        return []
+
+    def start(self) -> None:
+        for cj in self.store.select(self.rt("batch", "cronjobs")):
+            self.enqueue((cj["metadata"]["namespace"], cj["metadata"]["name"]))
+
+    def reconcile(self, key: Hashable) -> None:
+        ns, name = cast(tuple[str, str], key)
+        cj_rt, job_rt = self.rt("batch", "cronjobs"), self.rt("batch", "jobs")
+        cj = self.store.try_get(cj_rt, ns, name)
+        if cj is None or cj["metadata"].get("deletionTimestamp"):
+            return
+        spec = cj.get("spec") or {}
+        status: JSON = {k: v for k, v in (cj.get("status") or {}).items() if k != "active"}
+        jobs = owned_by(self.store, job_rt, cj)
+        active = [j for j in jobs if not _job_finished(j)]
+        now = dt.datetime.now(dt.UTC)
+        since = parse_iso(status.get("lastScheduleTime") or cj["metadata"]["creationTimestamp"])
+        after = max(dt.datetime.fromtimestamp(since, dt.UTC), now - dt.timedelta(days=7))
+        try:
+            due = cron.last_due(str(spec.get("schedule", "")), after, now)
+            upcoming = cron.next_after(str(spec.get("schedule", "")), now)
+        except cron.CronError as exc:
+            events.record(self.store, cj, "Warning", "InvalidSchedule", str(exc), self.component)
+            return
+        deadline = spec.get("startingDeadlineSeconds")
+        too_late = (
+            due is not None and deadline is not None and (now - due).total_seconds() > deadline
+        )
+        if due is not None and not spec.get("suspend") and not too_late:
+            policy = spec.get("concurrencyPolicy", "Allow")
+            if policy == "Forbid" and active:
+                due = None
+            elif policy == "Replace":
+                for j in active:
+                    self.store.delete(job_rt, ns, j["metadata"]["name"], propagation="Background")
+                active = []
+        if due is not None and not spec.get("suspend") and not too_late:
+            job = self._create_job(cj, due)
+            if job is not None:
+                active.append(job)
+            status["lastScheduleTime"] = due.strftime("%Y-%m-%dT%H:%M:%SZ")
+        succeeded = [j for j in jobs if _job_finished(j) == "Complete"]
+        if succeeded:
+            latest = max(str((j.get("status") or {}).get("completionTime", "")) for j in succeeded)
+            if latest:
+                status["lastSuccessfulTime"] = latest
+        if active:
+            status["active"] = [
+                {
+                    "apiVersion": "batch/v1",
+                    "kind": "Job",
+                    "name": j["metadata"]["name"],
+                    "namespace": ns,
+                    "uid": j["metadata"]["uid"],
+                }
+                for j in active
+            ]
+        self._prune(jobs, "Complete", int(spec.get("successfulJobsHistoryLimit", 3)))
+        self._prune(jobs, "Failed", int(spec.get("failedJobsHistoryLimit", 1)))
+        write_status(self.store, cj_rt, cj, status, "kube-controller-manager")
+        if upcoming is not None:
+            self.enqueue_after(key, (upcoming - now).total_seconds() + 0.5)
+
+    def _create_job(self, cj: JSON, due: dt.datetime) -> JSON | None:
+        template = (cj.get("spec") or {}).get("jobTemplate") or {}
+        meta_t = template.get("metadata") or {}
+        name = f"{cj['metadata']['name']}-{int(due.timestamp() // 60)}"
+        annotations = {
+            **(meta_t.get("annotations") or {}),
+            "batch.kubernetes.io/cronjob-scheduled-timestamp": due.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        }
+        body = {
+            "apiVersion": "batch/v1",
+            "kind": "Job",
+            "metadata": {
+                "name": name,
+                "labels": dict(meta_t.get("labels") or {}),
+                "annotations": annotations,
+                "ownerReferences": [owner_ref(cj)],
+            },
+            "spec": clone(template.get("spec") or {}),
+        }
+        try:
+            job = self.store.create(
+                self.rt("batch", "jobs"),
+                body,
+                cj["metadata"]["namespace"],
+                manager="kube-controller-manager",
+            )
+        except ApiError as exc:
+            if exc.code != 409:
+                events.record(
+                    self.store, cj, "Warning", "FailedCreate", exc.message, self.component
+                )
+            return None
+        events.record(
+            self.store, cj, "Normal", "SuccessfulCreate", f"Created job {name}", self.component
+        )
+        return job
+
+    def _prune(self, jobs: list[JSON], outcome: str, keep: int) -> None:
+        done = sorted(
+            (j for j in jobs if _job_finished(j) == outcome),
+            key=lambda j: j["metadata"]["creationTimestamp"],
+        )
+        for j in done[: max(0, len(done) - keep)]:
+            try:
+                self.store.delete(
+                    self.rt("batch", "jobs"),
+                    j["metadata"]["namespace"],
+                    j["metadata"]["name"],
+                    propagation="Background",
+                )
+            except ApiError:
+                pass
+
+
+def _job_finished(job: JSON) -> str | None:
+    for c in (job.get("status") or {}).get("conditions") or []:
+        if c.get("type") in ("Complete", "Failed") and c.get("status") == "True":
+            return str(c["type"])
+    return None
+
+
 def all_controllers(store: Store, config: SimConfig) -> list[Controller]:
     return [
         DeploymentController(store, config),
@@ -893,4 +1030,5 @@ def all_controllers(store: Store, config: SimConfig) -> list[Controller]:
         StatefulSetController(store, config),
         DaemonSetController(store, config),
         JobController(store, config),
+        CronJobController(store, config),
     ]
