@@ -100,14 +100,16 @@ class GarbageCollector(Controller):
 
     def keys_for(self, rt: ResourceType, event: WatchEvent) -> list[Hashable]:
         meta = event.obj["metadata"]
-        if event.type == "DELETED":
-            return [("owner-gone", meta["uid"])]
-        if meta.get("deletionTimestamp") and "foregroundDeletion" in (meta.get("finalizers") or []):
-            return [("foreground", meta["uid"])]
         keys: list[Hashable] = []
+        if event.type == "DELETED":
+            keys.append(("owner-gone", meta["uid"]))
+        elif meta.get("deletionTimestamp") and "foregroundDeletion" in (
+            meta.get("finalizers") or []
+        ):
+            keys.append(("foreground", meta["uid"]))
         if event.type == "DELETED" or meta.get("deletionTimestamp"):
-            for ref in meta.get("ownerReferences") or []:
-                keys.append(("foreground", ref.get("uid")))
+            # A dependent going away may let an owner's foreground deletion finish.
+            keys.extend(("foreground", ref.get("uid")) for ref in meta.get("ownerReferences") or [])
         if event.type == "ADDED" and meta.get("ownerReferences"):
             keys.append(("dangling", meta["uid"]))
         return keys

@@ -324,3 +324,18 @@ def test_job_fails_after_backoff_limit(sim_cluster: SimClusterHandle, sim_namesp
     status = batch.read_namespaced_job("boom", sim_namespace).status
     assert status.failed == 2
     assert next(c for c in status.conditions if c.type == "Failed").reason == "BackoffLimitExceeded"
+
+
+def test_foreground_deletion_of_deployment_removes_owner_last(
+    apps: client.AppsV1Api, core: client.CoreV1Api, sim_namespace: str
+) -> None:
+    apps.create_namespaced_deployment(sim_namespace, _deployment("fg", 2))
+    eventually(lambda: _rolled_out(apps, sim_namespace, "fg"))
+    apps.delete_namespaced_deployment("fg", sim_namespace, propagation_policy="Foreground")
+
+    def gone() -> bool:
+        return not apps.list_namespaced_deployment(sim_namespace).items
+
+    eventually(gone, timeout=10)
+    assert not apps.list_namespaced_replica_set(sim_namespace).items
+    assert not core.list_namespaced_pod(sim_namespace).items
