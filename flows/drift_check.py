@@ -21,7 +21,7 @@ from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NONE as NO_CACHE
 from pydantic import BaseModel, ConfigDict, Field
 
-from shipyard.errors import ConfigError
+from shipyard.errors import ConfigError, retry_condition
 from tasks.normalize import diff_objects, normalize
 from tasks.sync.apply import PRUNE_KINDS, load_objects
 from tasks.sync.config import SyncConfig
@@ -184,7 +184,13 @@ def detect_drift(kube: KubeClient, config: DriftConfig) -> DriftReport:
     )
 
 
-@task(name="detect-drift", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 10])
+@task(
+    name="detect-drift",
+    cache_policy=NO_CACHE,
+    retries=2,
+    retry_delay_seconds=[2, 10],
+    retry_condition_fn=retry_condition,
+)
 def detect_drift_task(cluster: Any, config: DriftConfig) -> DriftReport:
     """Compare the live app with git (a cluster block provides the client)."""
     return detect_drift(KubeClient(cluster.get_api_client()), config)
