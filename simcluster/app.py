@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
@@ -151,9 +152,9 @@ class SimApp:
                     500, "InternalError", f"Internal error occurred: {type(exc).__name__}: {exc}"
                 ).status(),
             )
-        await self._send(send, resp)
+        await self._send(send, resp, receive)
 
-    async def _send(self, send: Send, resp: Response) -> None:
+    async def _send(self, send: Send, resp: Response, receive: Receive | None = None) -> None:
         headers = [
             (b"content-type", resp.content_type.encode()),
             (b"cache-control", b"no-cache, private"),
@@ -162,14 +163,31 @@ class SimApp:
             headers.append((k.lower().encode(), v.encode()))
         if resp.stream is not None:
             await send({"type": "http.response.start", "status": resp.status, "headers": headers})
-            try:
-                async for chunk in resp.stream:
+            stream = resp.stream
+
+            async def pump() -> None:
+                async for chunk in stream:
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
-            except OSError:
-                pass
+
+            async def disconnected() -> None:
+                # The request body is consumed, so the next message is the disconnect:
+                # without this, an abandoned watch would linger until its timeout.
+                while receive is not None:
+                    if (await receive())["type"] == "http.disconnect":
+                        return
+                await asyncio.Event().wait()
+
+            tasks = [asyncio.create_task(pump()), asyncio.create_task(disconnected())]
+            try:
+                await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             finally:
-                aclose = getattr(resp.stream, "aclose", None)
+                for task in tasks:
+                    task.cancel()
+                for task in tasks:
+                    with contextlib.suppress(asyncio.CancelledError, OSError):
+                        await task
+                aclose = getattr(stream, "aclose", None)
                 if aclose is not None:
                     await aclose()
             return
