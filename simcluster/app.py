@@ -429,6 +429,12 @@ class SimApp:
     def _create(self, req: Request, t: Target) -> Response:
         if t.rt.namespaced and t.namespace is None:
             raise errors.method_not_allowed()
+        if t.rt.group == "authorization.k8s.io":
+            # No authorization is simulated: every access review is allowed, unstored.
+            # (kubectl sends these as protobuf; the answer needs nothing from the body.)
+            review: JSON = {"apiVersion": t.rt.api_version(t.version), "kind": t.rt.kind}
+            status = {"allowed": True, "reason": "simcluster allows every request"}
+            return Response(201, {**review, "metadata": {}, "spec": {}, "status": status})
         body = self._object_body(req, t)
         obj = self.store.create(
             t.rt, body, t.namespace or "", manager=self._manager(req), dry_run=self._dry_run(req)

@@ -113,6 +113,10 @@ BUILTINS: tuple[ResourceType, ...] = (
     _rt("coordination.k8s.io", "Lease", "leases", True, (), ()),
     _rt("storage.k8s.io", "StorageClass", "storageclasses", False, ("sc",), ()),
     _rt(
+        "authorization.k8s.io", "SelfSubjectAccessReview", "selfsubjectaccessreviews", False, (), ()
+    ),
+    _rt("authorization.k8s.io", "SubjectAccessReview", "subjectaccessreviews", False, (), ()),
+    _rt(
         "apiextensions.k8s.io",
         "CustomResourceDefinition",
         "customresourcedefinitions",

@@ -195,3 +195,23 @@ def test_create_generators_sending_protobuf(
 
 def _cm(name: str) -> str:
     return f"apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: {name}}}\ndata: {{a: b}}\n"
+
+
+def test_auth_can_i_is_always_yes(sim_cluster: SimClusterHandle) -> None:
+    assert sim_cluster.kubectl("auth", "can-i", "create", "deployments").stdout.strip() == "yes"
+
+
+def test_abandoned_watch_is_released(sim_cluster: SimClusterHandle, sim_namespace: str) -> None:
+    import httpx
+
+    def watchers() -> int:
+        return int(httpx.get(f"{sim_cluster.url}/_sim/stats").json()["watchers"])
+
+    before = watchers()
+    url = f"{sim_cluster.url}/api/v1/namespaces/{sim_namespace}/configmaps"
+    with httpx.stream("GET", url, params={"watch": "1"}, timeout=5):
+        assert watchers() == before + 1
+    deadline = time.monotonic() + 5
+    while watchers() > before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert watchers() == before
