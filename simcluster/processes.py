@@ -14,6 +14,7 @@ import contextlib
 import os
 import re
 import signal
+import sys
 import tempfile
 from typing import Any
 
@@ -157,7 +158,11 @@ class ProcessRunner:
                 ns, name, cname, b"simcluster: container has no command or args to run\n"
             )
             return 127
-        full_env = {**os.environ, "HOSTNAME": name, **env}
+        # The simulator's interpreter directory comes first on PATH, so ``python`` and
+        # ``prefect`` resolve to the environment the simulator runs in.
+        bin_dir = os.path.dirname(sys.executable)
+        path = os.pathsep.join([bin_dir, os.environ.get("PATH", "")])
+        full_env = {**os.environ, "PATH": path, "HOSTNAME": name, **env}
         cwd = container.get("workingDir")
         if not cwd or not os.path.isdir(cwd):
             cwd = tempfile.mkdtemp(prefix=f"simpod-{name}-")
