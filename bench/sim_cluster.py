@@ -19,6 +19,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import yaml
@@ -85,7 +86,7 @@ async def _fanout(url: str, ns: str, watchers: int, rounds: int) -> list[float]:
     host, port = url.removeprefix("http://").split(":")
     rv = httpx.get(f"{url}/api/v1/namespaces/{ns}/configmaps", params={"limit": 1}).json()
     rv = rv["metadata"]["resourceVersion"]
-    target = {"needle": b"", "count": 0}
+    target: dict[str, Any] = {"needle": b"", "count": 0}
     done = asyncio.Event()
     request = (
         f"GET /api/v1/namespaces/{ns}/configmaps?watch=1&resourceVersion={rv}"
