@@ -12,7 +12,7 @@ import itertools
 import re
 from typing import TYPE_CHECKING, Any
 
-from simcluster import errors
+from simcluster import errors, shapes
 from simcluster.resources import ResourceType, crd_resource_type
 from simcluster.selectors import match_label_selector
 
@@ -44,6 +44,7 @@ DNS_LABEL_KINDS = {"Namespace", "Service"}
 
 def admit(rt: ResourceType, obj: JSON, old: JSON | None, store: Store) -> None:
     """Default then validate ``obj`` (``old`` set on update); raise 422 Invalid."""
+    shapes.check_object(rt.group, rt.kind, obj)
     if rt.group in _BUILTIN_GROUPS or rt.group.endswith(".k8s.io"):
         _prune_nulls(obj)
     _default(rt, obj, old, store)

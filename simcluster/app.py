@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 import yaml
 
-from simcluster import discovery, errors, managed, openapi, patch, protobuf, tables
+from simcluster import discovery, errors, managed, openapi, patch, protobuf, shapes, tables
 from simcluster.clock import now_iso
 from simcluster.config import SimConfig
 from simcluster.errors import ApiError
@@ -118,7 +118,11 @@ class SimApp:
             k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])
         }
         req = Request(scope["method"], scope["path"], query, headers, body)
-        fault = self._fault_for(req)
+        try:
+            fault = self._fault_for(req)
+        except Exception:
+            log.exception("fault injection failed on %s %s", req.method, req.path)
+            fault = None
         if fault is not None:
             if fault.delay:
                 await asyncio.sleep(fault.delay)
@@ -565,6 +569,7 @@ class SimApp:
             opts["propagationPolicy"] = "Orphan"
         if opts.get("orphanDependents") is True:
             opts["propagationPolicy"] = "Orphan"
+        shapes.check_delete_options(opts)
         policy = opts.get("propagationPolicy")
         if policy not in (None, "Background", "Foreground", "Orphan"):
             raise errors.bad_request(

@@ -37,6 +37,20 @@ class FaultRule:
     retry_after: int = 1
 
     def __post_init__(self) -> None:
+        for name in ("kind", "verb", "resource", "namespace"):
+            if not isinstance(getattr(self, name), str):
+                raise ValueError(f"{name} must be a string")
+        if self.count is not None and (
+            not isinstance(self.count, int) or isinstance(self.count, bool)
+        ):
+            raise ValueError("count must be an integer or null")
+        for name in ("probability", "delay"):
+            if not isinstance(getattr(self, name), int | float) or isinstance(
+                getattr(self, name), bool
+            ):
+                raise ValueError(f"{name} must be a number")
+        if not isinstance(self.retry_after, int) or isinstance(self.retry_after, bool):
+            raise ValueError("retry_after must be an integer")
         if self.kind not in KINDS:
             raise ValueError(f"fault kind must be one of {', '.join(KINDS)}, not {self.kind!r}")
         if not 0.0 <= self.probability <= 1.0:

@@ -188,6 +188,8 @@ def crd_resource_type(crd: JSON) -> ResourceType | None:
     ]
     if not (group and plural and kind and versions):
         return None
+    if not all(isinstance(v.get("name"), str) and v["name"] for v in versions):
+        return None
     storage = next((v for v in versions if v.get("storage")), versions[0])
     ordered = [storage["name"]] + [v["name"] for v in versions if v["name"] != storage["name"]]
     subresources: list[str] = []
