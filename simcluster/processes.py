@@ -160,9 +160,10 @@ class ProcessRunner:
             return 127
         # The simulator's interpreter directory comes first on PATH, so ``python`` and
         # ``prefect`` resolve to the environment the simulator runs in.
+        # (Also when the pod sets its own PATH: the "image" is this host.)
         bin_dir = os.path.dirname(sys.executable)
-        path = os.pathsep.join([bin_dir, os.environ.get("PATH", "")])
-        full_env = {**os.environ, "PATH": path, "HOSTNAME": name, **env}
+        path = os.pathsep.join([bin_dir, env.get("PATH") or os.environ.get("PATH", "")])
+        full_env = {**os.environ, "HOSTNAME": name, **env, "PATH": path}
         cwd = container.get("workingDir")
         if not cwd or not os.path.isdir(cwd):
             cwd = tempfile.mkdtemp(prefix=f"simpod-{name}-")
