@@ -36,6 +36,7 @@ from shipyard.errors import ConfigError, PolicyError
 from shipyard.limits import ensure_limit, limit_name
 from tasks.build_image import BuildImageConfig
 from tasks.commit_push import commit_and_push
+from tasks.commit_push import limit_name as git_limit_name
 from tasks.promote_image import image_update
 from tasks.read_catalog import read_catalog
 from tasks.resolve_digest import resolve_digest
@@ -49,9 +50,9 @@ EVENT_DELIVERED = "shipyard.delivery.completed"
 
 
 class DeliverOptions(BaseModel):
-    """Where Shipyard finds its connections, and the scan policy (form in the UI)."""
+    """Where Shipyard finds its connections (block names), and the scan policy."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     gitops_block: str = Field("shipyard-gitops", description="GitOps repository block name.")
     cluster_block: str = Field("default", description="Kubernetes cluster block name.")
@@ -63,6 +64,9 @@ class DeliverOptions(BaseModel):
         default_factory=lambda: ["HIGH", "CRITICAL"], description="Severities that block."
     )
     ignore_unfixed: bool = Field(False, description="Unfixed vulnerabilities never block.")
+
+
+DEFAULT_OPTIONS = DeliverOptions()
 
 
 class Provenance(BaseModel):
@@ -101,7 +105,7 @@ def _load_registry(name: str | None) -> RegistryCredentials | None:
     return load_block(RegistryCredentials, name) if name else None
 
 
-def _target(app: App, environment: str | None) -> Environment:
+def _target(app: App, environment: str) -> Environment:
     env = app.environment(environment) if environment else app.environments[0]
     if env.protected:
         raise PolicyError(
@@ -140,24 +144,24 @@ def _flow_run_id() -> str | None:
 def deliver(
     app: Annotated[str, Field(description="App name from the catalog.")],
     environment: Annotated[
-        str | None, Field(description="Target environment; default the first one.")
-    ] = None,
+        str, Field(description="Target environment; empty: the catalog's first one.")
+    ] = "",
     commit: Annotated[
-        str | None, Field(description="Source commit to build (leave empty for a pushed image).")
-    ] = None,
+        str, Field(description="Source commit to build; empty for an already pushed image.")
+    ] = "",
     image: Annotated[
-        str | None, Field(description="Pushed image repository with registry host.")
-    ] = None,
-    tag: Annotated[str | None, Field(description="Pushed tag (resolved to a digest).")] = None,
-    digest: Annotated[str | None, Field(description="Pushed digest (sha256:...).")] = None,
+        str, Field(description="Pushed image repository with registry host (optional check).")
+    ] = "",
+    tag: Annotated[str, Field(description="Pushed tag, resolved to its digest.")] = "",
+    digest: Annotated[str, Field(description="Pushed digest (sha256:...); wins over tag.")] = "",
     trigger: Annotated[str, Field(description="What started this delivery.")] = "manual",
     options: Annotated[
-        DeliverOptions | None, Field(description="Connections and scan policy.")
-    ] = None,
+        DeliverOptions, Field(description="Connections and scan policy.")
+    ] = DEFAULT_OPTIONS,
 ) -> Provenance:
     """Deliver one change of ``app`` to ``environment``; see the module docstring."""
     logger = get_run_logger()
-    opts = options or DeliverOptions()
+    opts = options
     repository = load_block(GitOpsRepository, opts.gitops_block)
     cluster = load_block(KubernetesCluster, opts.cluster_block)
     registry = _load_registry(opts.registry_block)
@@ -193,7 +197,7 @@ def deliver(
             pinned, scan_summary = built.digest, _summary(built.gate.counts, built.gate.passed)
             tag = commit  # the image is tagged with its commit; the digest pins it
         else:
-            pinned = digest or resolve_digest(entry.image, str(tag), registry)
+            pinned = digest or resolve_digest(entry.image, tag, registry)
             scan_summary = "skipped (disabled)"
             if opts.scan:
                 scanned = scan_image(
@@ -203,9 +207,12 @@ def deliver(
                 result = scan_gate([scanned], gate, f"{entry.image}@{pinned}")
                 scan_summary = _summary(result.counts, result.passed)
 
+        writers = git_limit_name(repository.url, env.branch)
+        ensure_limit(writers, 1)  # writers of one repo and branch queue, not race
         written = commit_and_push(
             repository,
-            [image_update(entry, env, tag=tag, digest=pinned, source_commit=commit or "")],
+            [image_update(entry, env, tag=tag or None, digest=pinned, source_commit=commit)],
+            repository.write_config(branch=env.branch),
         )
         sync = SyncConfig.for_environment(entry, env, repo=repository.url, revision=written.commit)
         plan = _verify_plan(env, pinned)
@@ -223,7 +230,7 @@ def deliver(
         app=entry.name,
         environment=env.name,
         trigger=trigger,
-        source_commit=commit,
+        source_commit=commit or None,
         image=f"{entry.image}{f':{tag}' if tag else ''}@{pinned}",
         digest=pinned,
         scan=scan_summary,

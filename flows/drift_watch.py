@@ -15,7 +15,7 @@ from pydantic import Field
 
 from blocks.cluster import KubernetesCluster
 from blocks.gitops import GitOpsRepository
-from flows.deliver import DeliverOptions, load_block
+from flows.deliver import DEFAULT_OPTIONS, DeliverOptions, load_block
 from flows.drift_check import DriftConfig, DriftReport, drift_check
 from tasks.read_catalog import read_catalog
 from tasks.sync.config import SyncConfig
@@ -30,10 +30,12 @@ def drift_watch(
     include_protected: Annotated[
         bool, Field(description="Also check protected environments (never healed).")
     ] = True,
-    options: Annotated[DeliverOptions | None, Field(description="Connections (blocks).")] = None,
+    options: Annotated[DeliverOptions, Field(description="Connections (blocks).")] = (
+        DEFAULT_OPTIONS
+    ),
 ) -> dict[str, int]:
     """Check each app environment; return the number of differences per ``app/env``."""
-    opts = options or DeliverOptions()
+    opts = options
     repository = load_block(GitOpsRepository, opts.gitops_block)
     cluster = load_block(KubernetesCluster, opts.cluster_block)
     catalog = read_catalog(repository).catalog

@@ -22,6 +22,7 @@ from blocks.cluster import KubernetesCluster
 from blocks.gitops import GitOpsRepository
 from flows.approval import request_approval
 from flows.deliver import (
+    DEFAULT_OPTIONS,
     DeliverOptions,
     Provenance,
     _flow_run_id,
@@ -33,6 +34,7 @@ from flows.sync_verify import sync_and_verify, verify_delivery
 from shipyard.errors import PermanentError
 from shipyard.limits import ensure_limit, limit_name
 from tasks.commit_push import commit_and_push
+from tasks.commit_push import limit_name as git_limit_name
 from tasks.promote_image import PromoteImageConfig, plan_promote
 from tasks.pull_request import PullRequestConfig, pull_request
 from tasks.read_catalog import read_catalog
@@ -47,19 +49,21 @@ def promote(
         str, Field(description="Environment whose verified image is promoted.")
     ] = "dev",
     to_environment: Annotated[
-        str | None, Field(description="Target; default the next one in the catalog.")
-    ] = None,
+        str, Field(description="Target; empty: the next one in the catalog.")
+    ] = "",
     digest: Annotated[
-        str | None, Field(description="Digest verified in the source; default what it pins.")
-    ] = None,
+        str, Field(description="Digest verified in the source; empty: what it pins.")
+    ] = "",
     approval_timeout_seconds: Annotated[
         int, Field(ge=10, description="How long a protected promotion waits for approval.")
     ] = 3600,
-    options: Annotated[DeliverOptions | None, Field(description="Connections (blocks).")] = None,
+    options: Annotated[
+        DeliverOptions, Field(description="Connections (blocks).")
+    ] = DEFAULT_OPTIONS,
 ) -> Provenance:
     """Promote ``app`` from ``from_environment``; see the module docstring."""
     logger = get_run_logger()
-    opts = options or DeliverOptions()
+    opts = options
     repository = load_block(GitOpsRepository, opts.gitops_block)
     cluster = load_block(KubernetesCluster, opts.cluster_block)
 
@@ -67,7 +71,10 @@ def promote(
     plan = plan_promote(
         repository,
         PromoteImageConfig(
-            app=app, from_environment=from_environment, to_environment=to_environment, digest=digest
+            app=app,
+            from_environment=from_environment,
+            to_environment=to_environment or None,
+            digest=digest or None,
         ),
     )
     pinned = plan.update.set_image.digest
@@ -98,8 +105,10 @@ def promote(
                 ),
                 write,
             )
-            commit = opened.request.merge_commit if opened.request else None
+            commit = opened.merged_commit
         else:
+            writers = git_limit_name(repository.url, target.branch)
+            ensure_limit(writers, 1)
             commit = commit_and_push(repository, [plan.update], write).commit
         entry_sync = SyncConfig.for_environment(
             entry,

@@ -6,8 +6,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # podman+runc: the Docker Engine API; docker-registry: CNCF Distribution;
-# busybox-static: the base image layer (no public registry is needed); git: git daemon.
-APT_PACKAGES=(podman runc docker-registry busybox-static git ca-certificates)
+# busybox-static: the base image layer (no public registry is needed); git: git daemon;
+# chromium: the browser tests drive the Prefect UI; golang-go + bbolt: the tests build a
+# tiny trivy vulnerability DB (no DB can be downloaded here).
+APT_PACKAGES=(podman runc docker-registry busybox-static git ca-certificates chromium
+              golang-go golang-github-coreos-bbolt-dev)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do

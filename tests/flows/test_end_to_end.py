@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 
 from shipyard.demo import run as demo
-from shipyard.demo.seed import seed_demo
 from tests.fixtures.services import Stack
 
 
@@ -28,14 +27,8 @@ def _image_in(stack: Stack, namespace: str) -> Any:
 
 
 @pytest.mark.slow
-@pytest.mark.usefixtures("prefect_api")
+@pytest.mark.usefixtures("platform")
 def test_registry_push_is_delivered_through_the_kubernetes_worker(stack: Stack) -> None:
-    seed_demo(stack.layout, stack.env)
-    demo.create_work_pool()
-    demo.deploy_all(stack.env)
-    demo.start_service(stack.layout, demo.bridge_spec(stack.layout, stack.env), print)
-    demo.start_service(stack.layout, demo.worker_spec(stack.env), print)
-
     change = demo.push_change(stack.env, stack.layout, version="2")
     run = demo.wait_for_delivery(change.commit, timeout=300, say=print)
 
