@@ -7,9 +7,9 @@ Two halves:
   bounded loopback load. The bridge runs in its own process, the load generator
   (keep-alive HTTP/1.1 connections in threads) in this one, so on a 2-core machine
   each gets about one core. Goal: >= 500 events/s.
-* ``push-to-run latency`` (placeholder): p50/p95 from a registry push to the
-  ``deliver`` flow run starting and to its verified rollout. Filled in by the
-  deliver/automation work; it reports nothing until then rather than a made-up figure.
+* ``push-to-run latency``: p50/p95 from a registry push to the ``deliver`` flow run
+  being created by the automation, starting on the Kubernetes worker, and ending with a
+  verified rollout, on a whole demo platform of its own.
 
 Usage::
 
@@ -213,21 +213,77 @@ def bridge_throughput(
 
 
 # --------------------------------------------------------------------------------------
-# Push -> flow run latency (placeholder for the deliver/automation work)
+# Push -> flow run latency, through the whole platform
 # --------------------------------------------------------------------------------------
 
 
-def push_to_run_latency() -> dict[str, object] | None:
-    """p50/p95 from a registry push to `deliver` run start and to verified rollout.
+def push_to_run_latency(pushes: int) -> dict[str, object]:
+    """p50/p95 from a registry push to the `deliver` run being created (the automation
+    fired), starting (worker, Job, pod process up) and ending verified.
 
-    NOT IMPLEMENTED YET: it needs the `deliver` deployment with the
-    deployments/triggers/deliver-on-push.yaml trigger, a worker and the simulator.
-    Intended method: push N images to the stack's registry (notifications on), record
-    each push's time, then read the flow runs the automation created (by tag parameter)
-    and their start and "verified" times from the Prefect API. Returns None until then,
-    so no figure is ever printed that was not measured.
+    Runs the demo platform on its own stack (free ports, temporary state dir): bridge,
+    automation, Kubernetes worker, cluster simulator. Each push is a real image build and
+    push of a new app commit; the clock starts when the registry accepted the manifest.
+    Pushes are sequential, so runs never queue behind each other.
     """
-    return None
+    import os
+
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from shipyard.demo import run as demo
+    from shipyard.demo.seed import seed_demo
+    from shipyard.stack import StackLayout, stack_down, stack_up
+    from shipyard.stack.model import DEFAULT_PORTS
+    from shipyard.stack.runner import read_env_file
+
+    created: list[float] = []
+    started: list[float] = []
+    verified: list[float] = []
+    with tempfile.TemporaryDirectory(prefix="shipyard-bench-e2d-") as tmp:
+        layout = StackLayout(Path(tmp) / "stack")
+        stack_up(layout, ports=dict.fromkeys(DEFAULT_PORTS, 0))
+        try:
+            env = read_env_file(layout)
+            os.environ.update(env)
+            with temporary_settings(updates={PREFECT_API_URL: env["PREFECT_API_URL"]}):
+                seed_demo(layout, env)
+                demo.create_work_pool()
+                demo.deploy_all(env)
+                demo.start_service(layout, demo.bridge_spec(layout, env), lambda _m: None)
+                demo.start_service(layout, demo.worker_spec(env), lambda _m: None)
+                for i in range(pushes):
+                    change = demo.push_change(env, layout, version=f"bench-{i}")
+                    pushed_at = time.time()
+                    run = demo.wait_for_delivery(change.commit, timeout=600)
+                    with get_client(sync_client=True) as client:
+                        run = client.read_flow_run(run.id)
+                    if run.state is None or not run.state.is_completed():
+                        raise RuntimeError(f"delivery {run.name} ended {run.state}")
+                    created.append(run.created.timestamp() - pushed_at)
+                    started.append(run.start_time.timestamp() - pushed_at)
+                    verified.append(run.end_time.timestamp() - pushed_at)
+                    print(
+                        f"push {i + 1}/{pushes}: run created {created[-1]:.2f}s, "
+                        f"started {started[-1]:.2f}s, verified {verified[-1]:.2f}s",
+                        file=sys.stderr,
+                    )
+        finally:
+            stack_down(layout)
+
+    def pct(values: list[float], q: float) -> float:
+        ordered = sorted(values)
+        return round(ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))], 2)
+
+    return {
+        "pushes": pushes,
+        "push_to_run_created_s": {"p50": pct(created, 0.5), "p95": pct(created, 0.95)},
+        "push_to_run_started_s": {"p50": pct(started, 0.5), "p95": pct(started, 0.95)},
+        "push_to_verified_s": {"p50": pct(verified, 0.5), "p95": pct(verified, 0.95)},
+        "goal_p50_push_to_run_start_s": 2.0,
+        "note": "started = the Kubernetes worker saw it, created the Job, and the pod's "
+        "process began the flow; created = the automation fired",
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -237,13 +293,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=6.0, help="Upper bound on duration.")
     parser.add_argument("--connections", type=int, default=8, help="Concurrent connections.")
     parser.add_argument("--prefect-api-url", default=None, help="Also forward to this API.")
+    parser.add_argument(
+        "--pushes", type=int, default=3, help="Pushes for the latency half (0 skips it)."
+    )
     args = parser.parse_args(argv)
-    report = {
+    report: dict[str, object] = {
         "bridge_throughput": bridge_throughput(
             args.requests, args.seconds, args.connections, args.prefect_api_url
-        ),
-        "push_to_run_latency": push_to_run_latency() or "not implemented yet (placeholder)",
+        )
     }
+    if args.pushes > 0:
+        report["push_to_run_latency"] = push_to_run_latency(args.pushes)
     print(json.dumps(report, indent=2))
     return 0
 
