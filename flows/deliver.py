@@ -44,7 +44,6 @@ from tasks.scan_image import ScanImageConfig, scan_gate, scan_image
 from tasks.scan_policy import ScanPolicy
 from tasks.sync.config import SyncConfig
 from tasks.sync_app import sync_app
-from tasks.verify_rollout import VerifyConfig
 
 EVENT_DELIVERED = "shipyard.delivery.completed"
 
@@ -115,20 +114,30 @@ def _target(app: App, environment: str) -> Environment:
     return env
 
 
-def _verify_plan(env: Environment, digest: str) -> VerifyPlan:
-    return VerifyPlan(
-        workloads=[
-            VerifyConfig(
-                namespace=env.namespace,
-                workload=w,
-                digest=digest,
-                timeout_seconds=env.verify.timeout_seconds,
-            )
-            for w in env.verify.workloads
-        ],
-        smoke=list(env.verify.smoke),
-        metrics=list(env.verify.metrics),
+def converge(
+    cluster: KubernetesCluster,
+    repository: GitOpsRepository,
+    app: App,
+    env: Environment,
+    commit: str | None,
+    digest: str,
+) -> str:
+    """Sync ``env`` and verify it runs ``digest``; return the synced revision.
+
+    A new manifest ``commit`` goes through sync-and-verify with automatic rollback; with
+    no new commit (the file already pinned the digest) there is nothing of ours to roll
+    back, so the rollout is only synced and re-checked.
+    """
+    sync = SyncConfig.for_environment(app, env, repo=repository.url, revision=commit)
+    plan = VerifyPlan.for_environment(env, digest)
+    if commit is not None:
+        return sync_and_verify(cluster, repository, commit, sync, plan, app.name, env.name).commit
+    get_run_logger().info(
+        "%s already pins %s: no commit; re-checking the rollout", env.path, digest
     )
+    revision = sync_app(cluster, sync).revision
+    verify_delivery(cluster, plan)
+    return revision
 
 
 def _flow_run_id() -> str | None:
@@ -160,7 +169,6 @@ def deliver(
     ] = DEFAULT_OPTIONS,
 ) -> Provenance:
     """Deliver one change of ``app`` to ``environment``; see the module docstring."""
-    logger = get_run_logger()
     opts = options
     repository = load_block(GitOpsRepository, opts.gitops_block)
     cluster = load_block(KubernetesCluster, opts.cluster_block)
@@ -214,17 +222,7 @@ def deliver(
             [image_update(entry, env, tag=tag or None, digest=pinned, source_commit=commit)],
             repository.write_config(branch=env.branch),
         )
-        sync = SyncConfig.for_environment(entry, env, repo=repository.url, revision=written.commit)
-        plan = _verify_plan(env, pinned)
-        if written.commit is not None:
-            outcome = sync_and_verify(
-                cluster, repository, written.commit, sync, plan, entry.name, env.name
-            )
-            revision = outcome.commit
-        else:
-            logger.info("%s already pins %s: no commit; re-checking the rollout", env.path, pinned)
-            revision = sync_app(cluster, sync).revision
-            verify_delivery(cluster, plan)
+        revision = converge(cluster, repository, entry, env, written.commit, pinned)
 
     record = Provenance(
         app=entry.name,

@@ -27,10 +27,10 @@ from flows.deliver import (
     Provenance,
     _flow_run_id,
     _publish,
-    _verify_plan,
+    converge,
     load_block,
 )
-from flows.sync_verify import sync_and_verify, verify_delivery
+from flows.sync_verify import VerifyPlan, verify_delivery
 from shipyard.errors import PermanentError
 from shipyard.limits import ensure_limit, limit_name
 from tasks.commit_push import commit_and_push
@@ -38,8 +38,6 @@ from tasks.commit_push import limit_name as git_limit_name
 from tasks.promote_image import PromoteImageConfig, plan_promote
 from tasks.pull_request import PullRequestConfig, pull_request
 from tasks.read_catalog import read_catalog
-from tasks.sync.config import SyncConfig
-from tasks.sync_app import sync_app
 
 
 @flow(name="promote")
@@ -81,7 +79,7 @@ def promote(
     if pinned is None:  # plan_promote refuses this already; keep the type checker honest
         raise PermanentError(f"{app}: nothing to promote (no digest)")
     source, target = plan.source, plan.target
-    verify_delivery(cluster, _verify_plan(source, pinned), prefix="source-")
+    verify_delivery(cluster, VerifyPlan.for_environment(source, pinned), prefix="source-")
     logger.info("%s/%s runs %s healthy; promoting to %s", app, source.name, pinned, target.name)
 
     if target.protected:
@@ -110,20 +108,7 @@ def promote(
             writers = git_limit_name(repository.url, target.branch)
             ensure_limit(writers, 1)
             commit = commit_and_push(repository, [plan.update], write).commit
-        entry_sync = SyncConfig.for_environment(
-            entry,
-            target,
-            repo=repository.url,
-            revision=commit,
-        )
-        verify_plan = _verify_plan(target, pinned)
-        if commit is not None:
-            revision = sync_and_verify(
-                cluster, repository, commit, entry_sync, verify_plan, app, target.name
-            ).commit
-        else:
-            revision = sync_app(cluster, entry_sync).revision
-            verify_delivery(cluster, verify_plan)
+        revision = converge(cluster, repository, entry, target, commit, pinned)
 
     record = Provenance(
         app=app,

@@ -73,16 +73,20 @@ def create_deliver_deployment(api: str) -> str:
             "properties": {p: {"title": p, "type": "string"} for p in DELIVER_PARAMETERS},
             "required": list(DELIVER_PARAMETERS),
         }
-        dep = c.post(
-            "/deployments/",
-            json={
-                "name": "deliver",
-                "flow_id": flow.json()["id"],
-                "parameter_openapi_schema": schema,
-                "enforce_parameter_schema": True,
-                "entrypoint": "flows/deliver.py:deliver",
-            },
-        )
+        body = {
+            "name": "deliver",
+            "flow_id": flow.json()["id"],
+            "parameter_openapi_schema": schema,
+            "enforce_parameter_schema": True,
+            "entrypoint": "flows/deliver.py:deliver",
+        }
+        # A freshly started server on SQLite can answer 503 while it is busy (the same
+        # transient the flows retry); setup retries it a few times too.
+        for _ in range(10):
+            dep = c.post("/deployments/", json=body)
+            if dep.status_code != 503:
+                break
+            time.sleep(1)
         dep.raise_for_status()
         deployment_id: str = dep.json()["id"]
         return deployment_id

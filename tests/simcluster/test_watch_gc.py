@@ -168,17 +168,19 @@ def test_delete_precondition_uid(core: client.CoreV1Api, sim_namespace: str) -> 
     assert err.value.status == 409
 
 
+# A group of its own: other suites install the real Flux CRDs into the same session
+# cluster, and a 409 here would leave their (v1-only) definition in place.
 CRD = {
     "apiVersion": "apiextensions.k8s.io/v1",
     "kind": "CustomResourceDefinition",
-    "metadata": {"name": "kustomizations.kustomize.toolkit.fluxcd.io"},
+    "metadata": {"name": "pipelines.simtest.shipyard.dev"},
     "spec": {
-        "group": "kustomize.toolkit.fluxcd.io",
+        "group": "simtest.shipyard.dev",
         "names": {
-            "kind": "Kustomization",
-            "plural": "kustomizations",
-            "singular": "kustomization",
-            "shortNames": ["ks"],
+            "kind": "Pipeline",
+            "plural": "pipelines",
+            "singular": "pipeline",
+            "shortNames": ["pl"],
         },
         "scope": "Namespaced",
         "versions": [
@@ -215,12 +217,12 @@ def test_crd_serves_custom_resources_generically(
     except ApiException as exc:
         assert exc.status == 409
     groups = [g.name for g in client.ApisApi(api_client).get_api_versions().groups]
-    assert "kustomize.toolkit.fluxcd.io" in groups
+    assert "simtest.shipyard.dev" in groups
     custom = client.CustomObjectsApi(api_client)
-    g, v, p = "kustomize.toolkit.fluxcd.io", "v1", "kustomizations"
+    g, v, p = "simtest.shipyard.dev", "v1", "pipelines"
     body = {
         "apiVersion": f"{g}/{v}",
-        "kind": "Kustomization",
+        "kind": "Pipeline",
         "metadata": {"name": "apps"},
         "spec": {"path": "./apps", "interval": "1m"},
     }

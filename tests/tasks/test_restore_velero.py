@@ -68,21 +68,29 @@ class FakeVelero:
         self.thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
-        base = f"/apis/velero.io/v1/namespaces/{VELERO_NS}"
+        # Like a real controller, an error in one pass (a conflict, an injected fault
+        # from another test of the session) is retried on the next, never fatal.
         while not self.stop.is_set():
-            for plural in ("backups", "restores"):
-                for obj in (self.kube.get(f"{base}/{plural}") or {}).get("items") or []:
-                    if (obj.get("status") or {}).get("phase"):
-                        continue
-                    phase = "Completed"
-                    if plural == "restores":
-                        phase = self._restore(obj)
-                    obj["status"] = {
-                        "phase": phase,
-                        "startTimestamp": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                    }
-                    self.kube.request("PUT", f"{base}/{plural}/{obj['metadata']['name']}", obj)
+            try:
+                self._reconcile()
+            except Exception:  # noqa: BLE001
+                pass
             time.sleep(0.05)
+
+    def _reconcile(self) -> None:
+        base = f"/apis/velero.io/v1/namespaces/{VELERO_NS}"
+        for plural in ("backups", "restores"):
+            for obj in (self.kube.get(f"{base}/{plural}") or {}).get("items") or []:
+                if (obj.get("status") or {}).get("phase"):
+                    continue
+                phase = "Completed"
+                if plural == "restores":
+                    phase = self._restore(obj)
+                obj["status"] = {
+                    "phase": phase,
+                    "startTimestamp": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                }
+                self.kube.request("PUT", f"{base}/{plural}/{obj['metadata']['name']}", obj)
 
     def _restore(self, restore: dict[str, Any]) -> str:
         spec = restore["spec"]
@@ -106,6 +114,7 @@ class FakeVelero:
 
 @pytest.fixture(scope="module")
 def velero(sim_cluster: SimClusterHandle) -> Iterator[KubeApi]:
+    sim_cluster.faults.clear()  # no fault left over from another module of the session
     kube = KubeApi(sim_cluster.api_client())
     for kind, plural in (("Backup", "backups"), ("Restore", "restores")):
         if (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 from typing import Any
@@ -168,13 +169,12 @@ def test_label_selector_and_workload_parsing() -> None:
 
 def test_good_image_verifies(sim_cluster: SimClusterHandle, sim_namespace: str) -> None:
     _apply(sim_cluster, deployment("web", sim_namespace, "shop/web:1", replicas=2))
-    result = _verify(sim_cluster, sim_namespace)
+    # The simulator resolves a host-less image to the sha256 of its reference.
+    digest = "sha256:" + hashlib.sha256(b"shop/web:1").hexdigest()
+    result = _verify(sim_cluster, sim_namespace, digest=digest)
     assert result.healthy, result
-    assert (
-        result.ready == 2
-        and result.images
-        and result.images[0].startswith("docker.io/shop/web@sha256:")
-    )
+    assert result.ready == 2
+    assert result.images == [f"docker.io/shop/web@{digest}"]
 
 
 def test_missing_image_fails_fast(
