@@ -53,6 +53,7 @@ def _crd(kind: str, plural: str) -> dict[str, Any]:
                             "x-kubernetes-preserve-unknown-fields": True,
                         }
                     },
+                    "subresources": {"status": {}},
                 }
             ],
         },
@@ -90,7 +91,10 @@ class FakeVelero:
                     "phase": phase,
                     "startTimestamp": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
                 }
-                self.kube.request("PUT", f"{base}/{plural}/{obj['metadata']['name']}", obj)
+                # Status goes through the status subresource, as Velero's server writes it
+                # (a PUT of the main resource would leave status unchanged).
+                path = f"{base}/{plural}/{obj['metadata']['name']}/status"
+                self.kube.request("PUT", path, obj)
 
     def _restore(self, restore: dict[str, Any]) -> str:
         spec = restore["spec"]
