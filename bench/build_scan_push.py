@@ -78,7 +78,7 @@ def main() -> int:
     os.environ.update(env)
     try:
         from blocks.docker import DockerHost
-        from flows.build_scan_push import build_scan_push
+        from flows.build_scan_push import run_sync
         from shipyard.stack.base_image import ensure_base_image
         from tasks.build_image import BuildImageConfig
         from tasks.scan_image import TrivySettings
@@ -99,19 +99,19 @@ def main() -> int:
                 cache_dir=str(Path(tmp) / "trivy"), result_cache_dir=str(Path(tmp) / "scans")
             )
             started = time.perf_counter()
-            first = build_scan_push(build=build, trivy=trivy, docker_host=docker_host)
+            first = run_sync(build=build, trivy=trivy, docker_host=docker_host)
             first_s = time.perf_counter() - started
             again_s = float("inf")
             for _ in range(max(1, args.runs)):
                 started = time.perf_counter()
-                again = build_scan_push(build=build, trivy=trivy, docker_host=docker_host)
+                again = run_sync(build=build, trivy=trivy, docker_host=docker_host)
                 again_s = min(again_s, time.perf_counter() - started)
                 assert again.reused and again.reference == first.reference
     finally:
         if owned:
             from prefect.logging.handlers import APILogHandler
 
-            APILogHandler.flush()  # send the runs' logs before the server goes away
+            APILogHandler().flush()  # send the runs' logs before the server goes away
             stack_down(layout, purge=True)
     ratio = again_s / first_s
     print(f"first delivery : {first_s:7.2f} s  ({first.reference})")

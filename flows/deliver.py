@@ -29,7 +29,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from blocks.cluster import KubernetesCluster
 from blocks.gitops import GitOpsRepository
 from blocks.registry import RegistryCredentials
-from flows.build_scan_push import build_scan_push
+from flows.build_scan_push import BuildScanPushResult
+from flows.build_scan_push import run_sync as build_scan_push
 from flows.sync_verify import VerifyPlan, sync_and_verify, verify_delivery
 from shipyard.catalog import App, Environment
 from shipyard.errors import ConfigError, PolicyError
@@ -189,8 +190,8 @@ def deliver(
         if commit:
             if entry.source is None:
                 raise ConfigError(f"{entry.name} has no 'source' in the catalog to build from")
-            built = build_scan_push(
-                BuildImageConfig(
+            built: BuildScanPushResult = build_scan_push(
+                build=BuildImageConfig(
                     repo_url=entry.source.repo,
                     commit=commit,
                     repository=entry.image,
