@@ -111,8 +111,10 @@ def main() -> int:
         if owned:
             from prefect.logging.handlers import APILogHandler
 
-            APILogHandler().flush()  # send the runs' logs before the server goes away
-            stack_down(layout, purge=True)
+            try:
+                APILogHandler().flush()  # send the runs' logs before the server goes away
+            finally:
+                stack_down(layout, purge=True)  # never leave the bench's services behind
     ratio = again_s / first_s
     print(f"first delivery : {first_s:7.2f} s  ({first.reference})")
     print(f"re-delivery    : {again_s:7.2f} s  (same commit, best of {args.runs})")
