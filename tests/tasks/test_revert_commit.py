@@ -38,32 +38,33 @@ def test_revert_makes_a_new_commit_on_the_tip(gitops: GitOpsRepo) -> None:
     assert len(gitops.subjects()) == 4
 
 
-def test_a_push_race_is_rebased_not_forced(
-    gitops: GitOpsRepo, monkeypatch: pytest.MonkeyPatch
-) -> None:
+RACE_HOOK = """#!/bin/sh
+# Another writer wins the race, once: while our push waits in pre-receive, a second
+# clone pushes a commit to the same branch, so our ref update then finds a new tip.
+[ -e "$GIT_DIR/raced" ] && exit 0
+touch "$GIT_DIR/raced"
+bare="$(cd "$GIT_DIR" && pwd)"
+unset GIT_DIR GIT_QUARANTINE_PATH GIT_OBJECT_DIRECTORY GIT_ALTERNATE_OBJECT_DIRECTORIES
+work="$(mktemp -d)"
+git clone -q "$bare" "$work/w" && cd "$work/w" &&
+  echo z > b.txt && git add b.txt &&
+  git -c user.name=other -c user.email=other@example.com commit -qm concurrent &&
+  git push -q origin HEAD:main
+status=$?
+rm -rf "$work"
+exit $status
+"""
+
+
+def test_a_push_race_is_rebased_not_forced(gitops: GitOpsRepo) -> None:
     bad = gitops.commit({"a.txt": "2\n"}, "bad")
-    other = GitOpsRepo.__new__(GitOpsRepo)
-    other.bare, other.work = gitops.bare, gitops.work
-    pushed: list[str] = []
-
-    def sleep_and_race(_: float) -> None:
-        pass
-
-    # another writer pushes between our revert and our push
-    import tasks.revert_commit as mod
-
-    original = mod._make_revert
-
-    def make_then_race(repo, sha, config):  # type: ignore[no-untyped-def]
-        out = original(repo, sha, config)
-        if not pushed:
-            pushed.append(other.commit({"b.txt": "z\n"}, "concurrent"))
-        return out
-
-    monkeypatch.setattr(mod, "_make_revert", make_then_race)
-    result = revert_commit(gitops.url, RevertConfig(commit=bad), sleep=sleep_and_race)
+    hook = Path(gitops.bare) / "hooks" / "pre-receive"
+    hook.write_text(RACE_HOOK)
+    hook.chmod(0o755)
+    result = revert_commit(gitops.url, RevertConfig(commit=bad), sleep=lambda _s: None)
+    hook.unlink()
     assert result.attempts == 2
-    assert gitops.subjects()[:2] == ['Revert "bad"', "concurrent"]
+    assert gitops.subjects()[:3] == ['Revert "bad"', "concurrent", "bad"]
     assert fast_forward_only(gitops.bare)
 
 
