@@ -2,6 +2,7 @@
 
 pytest_plugins: list[str] = [
     "tests.fixtures.services",
+    "tests.fixtures.realcluster",
     "simcluster.testing",
     "simcluster.operators.testing",
 ]

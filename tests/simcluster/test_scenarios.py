@@ -7,13 +7,10 @@ Each scenario runs in its own fresh namespace, deleted afterwards.
 
 from __future__ import annotations
 
-import os
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
-from kubernetes import client, config
 
 from simcluster.testing import SimClusterHandle
 from tests.simcluster.scenarios import SCENARIOS
@@ -26,27 +23,6 @@ def test_scenario_on_simulator(
     scenario: Scenario, sim_cluster: SimClusterHandle, sim_namespace: str
 ) -> None:
     scenario(sim_cluster.api_client(), sim_namespace)
-
-
-@pytest.fixture(scope="module")
-def real_api() -> Iterator[Any]:
-    path = os.environ.get("SHIPYARD_REAL_KUBECONFIG")
-    if not path:
-        pytest.skip("set SHIPYARD_REAL_KUBECONFIG to run the real-cluster suite")
-    api = config.new_client_from_config(config_file=path)
-    yield api
-    api.close()
-
-
-@pytest.fixture
-def real_namespace(real_api: Any) -> Iterator[str]:
-    core = client.CoreV1Api(real_api)
-    name = f"shipyard-it-{uuid.uuid4().hex[:8]}"
-    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
-    try:
-        yield name
-    finally:
-        core.delete_namespace(name)
 
 
 @pytest.mark.realcluster

@@ -8,14 +8,10 @@ every node as the sandbox image); the failing case an image that cannot exist.
 from __future__ import annotations
 
 import json
-import os
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from kubernetes import client, config
 
 from tasks.sync.kube import KubeClient
 from tasks.sync_app import SyncConfig, sync
@@ -23,27 +19,6 @@ from tasks.verify_rollout import VerifyConfig, watch_rollout
 from tests.tasks.k8s_objects import GitOpsRepo, deployment
 
 pytestmark = pytest.mark.realcluster
-
-
-@pytest.fixture(scope="module")
-def real_api() -> Iterator[Any]:
-    path = os.environ.get("SHIPYARD_REAL_KUBECONFIG")
-    if not path:
-        pytest.skip("set SHIPYARD_REAL_KUBECONFIG to run the real-cluster suite")
-    api = config.new_client_from_config(config_file=path)
-    yield api
-    api.close()
-
-
-@pytest.fixture
-def real_namespace(real_api: Any) -> Iterator[str]:
-    core = client.CoreV1Api(real_api)
-    name = f"shipyard-sv-{uuid.uuid4().hex[:8]}"
-    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
-    try:
-        yield name
-    finally:
-        core.delete_namespace(name)
 
 
 def _files(image: str, extra: bool) -> dict[str, str | None]:
