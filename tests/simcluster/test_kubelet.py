@@ -201,7 +201,7 @@ def test_run_to_completion_pod_exit_code(core: client.CoreV1Api, sim_namespace: 
 
 
 def test_bearer_token_challenge_is_followed(core: client.CoreV1Api, sim_namespace: str) -> None:
-    from tests.simcluster.token_registry import push_with_token, start_token_registry
+    from tests.fixtures.token_registry import push_with_token, start_token_registry
 
     registry, issuer, server = start_token_registry(("robot", "t0ken"))
     try:

@@ -25,6 +25,7 @@ from blocks.docker import DockerHost
 from shipyard.stack.base_image import ensure_base_image
 from shipyard.stack.probes import free_port, http_ok
 from tests.fixtures.services import Stack
+from tests.fixtures.token_registry import TokenIssuer, start_token_registry
 
 
 @dataclass(frozen=True)
@@ -158,125 +159,24 @@ class TokenRegistry:
     address: str
     username: str
     password: str
-    issued: list[str]
+    issuer: TokenIssuer
 
-
-def _b64url(data: bytes) -> str:
-    import base64
-
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+    @property
+    def issued(self) -> int:
+        """How many tokens the issuer has handed out so far."""
+        return self.issuer.issued
 
 
 @pytest.fixture(scope="session")
-def token_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TokenRegistry]:
-    """Distribution with ``auth: token``: clients must fetch a signed JWT from the realm.
-
-    The issuer is a small real token service (RS256 JWTs with an x5c chain the registry
-    verifies against its root bundle); it grants the requested actions to one user.
-    """
-    import base64
-    import datetime as dt
-    import json
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-    from urllib.parse import parse_qs, urlparse
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import padding, rsa
-    from cryptography.x509.oid import NameOID
-
-    program = shutil.which("docker-registry")
-    if program is None:
-        pytest.skip("docker-registry is not installed")
-    root = tmp_path_factory.mktemp("tokenreg")
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "shipyard test token issuer")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(days=1))
-        .not_valid_after(now + dt.timedelta(days=2))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    (root / "root.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    x5c = base64.b64encode(cert.public_bytes(serialization.Encoding.DER)).decode()
+def token_registry() -> Iterator[TokenRegistry]:
+    """Distribution with ``auth: token``: clients must fetch a signed JWT from the realm
+    (the shared real-registry-plus-issuer from tests/fixtures/token_registry.py)."""
     user, password = "bob", "tok-" + uuid.uuid4().hex
-    service, issuer = "shipyard-test-registry", "shipyard-test-issuer"
-    issued: list[str] = []
-
-    class Issuer(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            expected = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
-            if self.headers.get("Authorization") != expected:
-                self.send_response(401)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-                return
-            query = parse_qs(urlparse(self.path).query)
-            access = []
-            for scope in query.get("scope", []):
-                kind, _, rest = scope.partition(":")
-                repo, _, actions = rest.rpartition(":")
-                access.append({"type": kind, "name": repo, "actions": actions.split(",")})
-            t = int(time.time())
-            header = {"typ": "JWT", "alg": "RS256", "x5c": [x5c]}
-            claims = {
-                "iss": issuer,
-                "sub": user,
-                "aud": service,
-                "exp": t + 300,
-                "nbf": t - 10,
-                "iat": t,
-                "jti": uuid.uuid4().hex,
-                "access": access,
-            }
-            signing_input = (
-                _b64url(json.dumps(header).encode()) + "." + _b64url(json.dumps(claims).encode())
-            )
-            signature = key.sign(signing_input.encode(), padding.PKCS1v15(), hashes.SHA256())
-            token = signing_input + "." + _b64url(signature)
-            issued.append(",".join(query.get("scope", [])))
-            body = json.dumps({"token": token, "access_token": token, "expires_in": 300}).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            return
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Issuer)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    port = free_port()
-    (root / "config.yml").write_text(
-        "version: 0.1\n"
-        "log:\n  level: warn\n"
-        f"storage:\n  filesystem:\n    rootdirectory: {root / 'storage'}\n"
-        f"http:\n  addr: 127.0.0.1:{port}\n"
-        "auth:\n  token:\n"
-        f"    realm: http://127.0.0.1:{server.server_address[1]}/token\n"
-        f"    service: {service}\n    issuer: {issuer}\n"
-        f"    rootcertbundle: {root / 'root.pem'}\n"
-    )
-    log = (root / "registry.log").open("w")
-    proc = subprocess.Popen([program, "serve", str(root / "config.yml")], stdout=log, stderr=log)
+    registry, issuer, server = start_token_registry((user, password))
     try:
-        deadline = time.monotonic() + 20
-        while not http_ok(f"http://127.0.0.1:{port}/v2/"):
-            if time.monotonic() > deadline or proc.poll() is not None:
-                raise RuntimeError("token-auth registry did not start")
-            time.sleep(0.1)
-        yield TokenRegistry(f"127.0.0.1:{port}", user, password, issued)
+        yield TokenRegistry(registry.host, user, password, issuer)
     finally:
-        proc.terminate()
-        proc.wait(10)
-        log.close()
+        server.shutdown()
+        registry.stop()
         server.shutdown()
         server.server_close()

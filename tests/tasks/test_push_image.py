@@ -322,10 +322,10 @@ def test_push_and_reuse_with_token_auth(
     )
     pushed = run_push(PushImageConfig(repository=target, tags=[built.commit]), docker_host, creds)
     # our registry client did the bearer handshake too (manifest + config of the reuse check)
-    before = len(token_registry.issued)
+    before = token_registry.issued
     again = run_build(built.model_copy(update={"repository": target}), docker_host, creds)
     assert again.reused and again.digest == pushed.digest
-    assert len(token_registry.issued) > before
+    assert token_registry.issued > before
     anonymous = RegistryCredentials.for_registry(token_registry.address)
     with anonymous.get_client() as api, pytest.raises(PermanentError, match="refused"):
         api.manifest(built.path, built.commit)
