@@ -14,7 +14,7 @@ from prefect.blocks.core import Block
 from prefect_kubernetes.credentials import KubernetesClusterConfig
 from pydantic import Field
 
-from shipyard.errors import ConfigError
+from shipyard.core.errors import ConfigError
 
 
 class KubernetesCluster(Block):

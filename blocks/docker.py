@@ -15,7 +15,7 @@ from docker.errors import DockerException
 from prefect.blocks.core import Block
 from pydantic import Field
 
-from shipyard.errors import TransientError
+from shipyard.core.errors import TransientError
 
 
 class DockerHost(Block):

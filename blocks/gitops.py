@@ -21,8 +21,8 @@ from urllib.parse import urlsplit
 from prefect.blocks.core import Block
 from pydantic import Field, SecretStr
 
-from shipyard.errors import ConfigError
-from shipyard.redact import register_secret
+from shipyard.core.errors import ConfigError
+from shipyard.core.redact import register_secret
 from tasks.git_write import GitWriteConfig
 
 DEFAULT_API_URLS = {"github": "https://api.github.com", "gitlab": "https://gitlab.com/api/v4"}

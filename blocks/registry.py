@@ -2,7 +2,7 @@
 client for the registry HTTP API (v2) that the build and push steps share.
 
 Secrets stay ``SecretStr`` until the moment they are handed to a client, and are
-registered with :mod:`shipyard.redact` then, so no log line or error shows them. The
+registered with :mod:`shipyard.core.redact` then, so no log line or error shows them. The
 registry client speaks the distribution API directly (manifests and config blobs) with
 basic auth or the bearer-token handshake, which is all the reuse check needs: it is one
 or two round trips, much cheaper than a pull.
@@ -21,8 +21,8 @@ from prefect.blocks.core import Block
 from prefect_aws.credentials import AwsCredentials
 from pydantic import Field, SecretStr
 
-from shipyard.errors import ConfigError, PermanentError, TransientError, classify_http_status
-from shipyard.redact import register_secret
+from shipyard.core.errors import ConfigError, PermanentError, TransientError, classify_http_status
+from shipyard.core.redact import register_secret
 
 MANIFEST_TYPES = (
     "application/vnd.oci.image.manifest.v1+json",

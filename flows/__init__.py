@@ -1,5 +1,5 @@
 """Prefect flows: orchestration only; they call tasks and branch on results."""
 
-from shipyard.redact import install_log_redaction
+from shipyard.core.redact import install_log_redaction
 
 install_log_redaction()

@@ -15,7 +15,7 @@ from prefect.flow_runs import pause_flow_run
 from prefect.input import RunInput
 from pydantic import Field
 
-from shipyard.errors import PolicyError
+from shipyard.core.errors import PolicyError
 
 
 class Approval(RunInput):

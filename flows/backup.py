@@ -13,7 +13,7 @@ from prefect.artifacts import create_markdown_artifact
 
 from blocks.cluster import KubernetesCluster
 from blocks.storage import BackupStorage
-from shipyard.errors import ConfigError
+from shipyard.core.errors import ConfigError
 from tasks.backup_cluster import (
     BackupConfig,
     BackupResult,

@@ -11,7 +11,7 @@ import os
 from prefect import flow
 from prefect.artifacts import create_table_artifact
 
-from shipyard.errors import PermanentError
+from shipyard.core.errors import PermanentError
 from tasks.check_stack import ServiceCheck, check_service
 
 

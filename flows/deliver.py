@@ -32,9 +32,9 @@ from blocks.registry import RegistryCredentials
 from flows.build_scan_push import BuildScanPushResult
 from flows.build_scan_push import run_sync as build_scan_push
 from flows.sync_verify import VerifyPlan, sync_and_verify, verify_delivery
-from shipyard.catalog import App, Environment
-from shipyard.errors import ConfigError, PolicyError
-from shipyard.limits import ensure_limit, limit_name
+from shipyard.core.catalog import App, Environment
+from shipyard.core.errors import ConfigError, PolicyError
+from shipyard.core.limits import ensure_limit, limit_name
 from tasks.build_image import BuildImageConfig
 from tasks.commit_push import commit_and_push
 from tasks.commit_push import limit_name as git_limit_name

@@ -21,7 +21,7 @@ from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NONE as NO_CACHE
 from pydantic import BaseModel, ConfigDict, Field
 
-from shipyard.errors import ConfigError, retry_condition
+from shipyard.core.errors import ConfigError, retry_condition
 from tasks.normalize import diff_objects, normalize
 from tasks.sync.apply import PRUNE_KINDS, load_objects
 from tasks.sync.config import SyncConfig

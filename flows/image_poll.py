@@ -17,8 +17,8 @@ from prefect.deployments import run_deployment
 from prefect.variables import Variable
 from pydantic import Field
 
-from shipyard.errors import ConfigError
-from shipyard.limits import ensure_limit, limit_name
+from shipyard.core.errors import ConfigError
+from shipyard.core.limits import ensure_limit, limit_name
 from tasks.poll_tags import TagPolicy, poll_tags
 
 

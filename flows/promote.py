@@ -31,8 +31,8 @@ from flows.deliver import (
     load_block,
 )
 from flows.sync_verify import VerifyPlan, verify_delivery
-from shipyard.errors import PermanentError
-from shipyard.limits import ensure_limit, limit_name
+from shipyard.core.errors import PermanentError
+from shipyard.core.limits import ensure_limit, limit_name
 from tasks.commit_push import commit_and_push
 from tasks.commit_push import limit_name as git_limit_name
 from tasks.promote_image import PromoteImageConfig, plan_promote

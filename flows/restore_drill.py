@@ -16,7 +16,7 @@ from prefect.events import emit_event
 from prefect.states import Failed
 
 from flows.backup import resolve_cluster, resolve_storage
-from shipyard.errors import ConfigError
+from shipyard.core.errors import ConfigError
 from tasks.backup_cluster import VeleroConfig, parse_config
 from tasks.restore_drill import (
     DrillConfig,

@@ -30,8 +30,8 @@ from prefect.transactions import Transaction, get_transaction, transaction
 from pydantic import BaseModel, ConfigDict, Field
 
 from blocks.gitops import GitOpsRepository
-from shipyard.catalog import Environment, MetricGate, SmokeCheck
-from shipyard.errors import PermanentError, ShipyardError
+from shipyard.core.catalog import Environment, MetricGate, SmokeCheck
+from shipyard.core.errors import PermanentError, ShipyardError
 from tasks.metric_gate import metric_gate
 from tasks.revert_commit import RevertConfig, RevertResult, revert_commit
 from tasks.smoke_check import smoke_check

@@ -37,6 +37,8 @@ if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
 fi
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true
-.venv/bin/python -m pip install -q -e ".[test]" 2>&1 | grep -v '^WARNING: Location' || true
+# The cluster simulator is its own distribution (tests and demo only), installed beside
+# the project with its test extra.
+.venv/bin/python -m pip install -q -e ./packages/simcluster -e ".[test]" 2>&1 | grep -v '^WARNING: Location' || true
 .venv/bin/shipyard --help >/dev/null
 echo "setup: ready (.venv/bin/shipyard)"

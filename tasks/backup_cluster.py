@@ -7,9 +7,9 @@ server), and the thin :func:`backup_cluster` / :func:`apply_retention` tasks tha
 those ports from blocks.
 
 The adapters here translate library errors once: S3 and Kubernetes 5xx, throttling and
-timeouts become :class:`~shipyard.errors.TransientError` (retried by botocore's
+timeouts become :class:`~shipyard.core.errors.TransientError` (retried by botocore's
 standard mode first, then by the task's ``retry_condition``); a missing bucket or an
-unknown namespace is a :class:`~shipyard.errors.ConfigError`.
+unknown namespace is a :class:`~shipyard.core.errors.ConfigError`.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from blocks.cluster import KubernetesCluster
 from blocks.storage import BackupStorage
-from shipyard.errors import (
+from shipyard.core.errors import (
     ConfigError,
     PermanentError,
     TransientError,
@@ -41,7 +41,7 @@ from shipyard.errors import (
     is_transient,
     retry_condition,
 )
-from shipyard.redact import register_secret
+from shipyard.core.redact import register_secret
 from tasks.backup_manifest import (
     MANIFEST_NAME,
     BackupEntry,

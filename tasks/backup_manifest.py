@@ -23,7 +23,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from shipyard.errors import ConfigError, PermanentError
+from shipyard.core.errors import ConfigError, PermanentError
 from tasks.normalize import object_path
 
 __all__ = [

@@ -32,8 +32,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from blocks.docker import DockerHost
 from blocks.registry import RegistryCredentials
-from shipyard.errors import ConfigError, PermanentError, TransientError, retry_condition
-from shipyard.redact import redact
+from shipyard.core.errors import ConfigError, PermanentError, TransientError, retry_condition
+from shipyard.core.redact import redact
 
 FINGERPRINT_LABEL = "dev.shipyard.build-fingerprint"
 FINGERPRINT_VERSION = "1"

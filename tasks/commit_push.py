@@ -3,7 +3,7 @@
 Thin wrappers: they take the :class:`~blocks.gitops.GitOpsRepository` block, add the
 flow-run link to the commit message, serialize writers of one repo+branch with a Prefect
 global concurrency limit, and call the git layer in :mod:`tasks.git_write`. Retries are
-decided by :func:`shipyard.errors.retry_condition`: a lost push race is transient, a
+decided by :func:`shipyard.core.errors.retry_condition`: a lost push race is transient, a
 conflict or bad input is not.
 
 The concurrency limit is optional: ``strict=False`` means "serialize when an operator
@@ -22,7 +22,7 @@ from prefect import task
 from prefect.concurrency.sync import concurrency
 
 from blocks.gitops import GitOpsRepository
-from shipyard.errors import retry_condition
+from shipyard.core.errors import retry_condition
 from tasks.git_write import GitWriteConfig, ImageUpdate, WriteBackResult, write_back
 
 __all__ = ["commit_and_push", "limit_name", "run_commit_and_push"]

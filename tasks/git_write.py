@@ -32,8 +32,8 @@ from git import Repo
 from git.exc import GitCommandError
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from shipyard.errors import ConfigError, PermanentError, TransientError
-from shipyard.redact import redact
+from shipyard.core.errors import ConfigError, PermanentError, TransientError
+from shipyard.core.redact import redact
 from tasks.set_image import Change, SetImageConfig, set_image
 
 __all__ = [

@@ -1,6 +1,6 @@
 """Metric gates: Prometheus queries judged the way Argo Rollouts runs an analysis.
 
-Config is the catalog's :class:`~shipyard.catalog.MetricGate`: a PromQL query, a
+Config is the catalog's :class:`~shipyard.core.catalog.MetricGate`: a PromQL query, a
 ``max_value``/``min_value`` success condition, ``interval_seconds`` between
 ``count`` measurements and a ``failure_limit`` of failed measurements tolerated. As in
 Argo Rollouts, each measurement is Successful, Failed or Error (query failed, or no
@@ -25,8 +25,8 @@ from prefect import task
 from prefect.cache_policies import NONE as NO_CACHE
 from pydantic import BaseModel, Field
 
-from shipyard.catalog import MetricGate
-from shipyard.errors import PolicyError
+from shipyard.core.catalog import MetricGate
+from shipyard.core.errors import PolicyError
 
 __all__ = [
     "AnalysisResult",

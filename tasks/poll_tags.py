@@ -16,8 +16,8 @@ from prefect import task
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from semver import Version
 
-from shipyard.errors import ConfigError, PermanentError, TransientError, retry_condition
-from shipyard.redact import register_secret
+from shipyard.core.errors import ConfigError, PermanentError, TransientError, retry_condition
+from shipyard.core.redact import register_secret
 
 _CONSTRAINT = re.compile(
     r"^\s*(>=|<=|>|<|==|!=|\^|~)?\s*v?(\d+(?:\.\d+){0,2}(?:-[0-9A-Za-z.-]+)?)\s*$"

@@ -1,7 +1,7 @@
 """Promote what was verified, never rebuild: set environment B to environment A's digest.
 
 The environments, their order and their paths come from the app catalog in the GitOps
-repo (:mod:`shipyard.catalog`). :func:`plan_promotion` is pure over a working tree: it
+repo (:mod:`shipyard.core.catalog`). :func:`plan_promotion` is pure over a working tree: it
 reads the image references environment A's files pin, checks them against the digest the
 caller verified, and returns the :class:`~tasks.git_write.ImageUpdate` for environment B.
 :func:`promote` is the Prefect task: clone, plan, then push or open a pull request as the
@@ -18,8 +18,8 @@ from prefect import task
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from blocks.gitops import GitOpsRepository
-from shipyard.catalog import App, Catalog, Environment, load_catalog
-from shipyard.errors import ConfigError, PolicyError, retry_condition
+from shipyard.core.catalog import App, Catalog, Environment, load_catalog
+from shipyard.core.errors import ConfigError, PolicyError, retry_condition
 from tasks.git_write import GitWriteConfig, ImageUpdate, WriteBackResult, clone, push_updates
 from tasks.set_image import SetImageConfig, find_images, validate_digest
 

@@ -28,13 +28,13 @@ from prefect import task
 from pydantic import BaseModel, ConfigDict, Field
 
 from blocks.gitops import GitOpsRepository
-from shipyard.errors import (
+from shipyard.core.errors import (
     PermanentError,
     TransientError,
     classify_http_status,
     retry_condition,
 )
-from shipyard.redact import redact
+from shipyard.core.redact import redact
 from tasks.git_write import GitWriteConfig, ImageUpdate, clone, push_updates, render_message
 from tasks.set_image import Change, set_image
 

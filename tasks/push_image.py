@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from blocks.docker import DockerHost
 from blocks.registry import EcrRegistry, RegistryCredentials
-from shipyard.errors import (
+from shipyard.core.errors import (
     ConfigError,
     PermanentError,
     ShipyardError,
@@ -32,7 +32,7 @@ from shipyard.errors import (
     is_transient,
     retry_condition,
 )
-from shipyard.redact import redact, register_secret
+from shipyard.core.redact import redact, register_secret
 from tasks.build_image import split_repository
 
 __all__ = [

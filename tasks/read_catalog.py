@@ -15,8 +15,8 @@ from prefect import task
 from prefect.cache_policies import NONE as NO_CACHE
 
 from blocks.gitops import GitOpsRepository
-from shipyard.catalog import CATALOG_FILE, Catalog, load_catalog
-from shipyard.errors import retry_condition
+from shipyard.core.catalog import CATALOG_FILE, Catalog, load_catalog
+from shipyard.core.errors import retry_condition
 from tasks.git_write import clone
 
 

@@ -10,7 +10,7 @@ from prefect import task
 from prefect.cache_policies import NONE as NO_CACHE
 
 from blocks.registry import RegistryCredentials
-from shipyard.errors import ConfigError, retry_condition
+from shipyard.core.errors import ConfigError, retry_condition
 
 
 def split_image(image: str) -> tuple[str, str]:

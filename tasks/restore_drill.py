@@ -30,8 +30,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from blocks.cluster import KubernetesCluster
 from blocks.storage import BackupStorage
-from shipyard.errors import ConfigError, PermanentError, TransientError, retry_condition
-from shipyard.redact import redact
+from shipyard.core.errors import ConfigError, PermanentError, TransientError, retry_condition
+from shipyard.core.redact import redact
 from tasks.backup_cluster import (
     DEFAULT_WORKERS,
     VELERO_API,

@@ -22,7 +22,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from shipyard.errors import PermanentError, TransientError
+from shipyard.core.errors import PermanentError, TransientError
 from tasks.backup_cluster import KubeApi, KubeConflict, parallel_map
 from tasks.backup_manifest import BackupManifest
 from tasks.normalize import (

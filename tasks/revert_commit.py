@@ -31,7 +31,7 @@ from prefect.cache_policies import NONE as NO_CACHE
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from blocks.gitops import GitOpsRepository
-from shipyard.errors import PermanentError, TransientError, retry_condition
+from shipyard.core.errors import PermanentError, TransientError, retry_condition
 from tasks.git_write import GitWriteConfig, _git_error, clone
 
 __all__ = ["RevertConfig", "RevertResult", "revert_commit", "revert_manifest_commit"]

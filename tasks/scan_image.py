@@ -38,8 +38,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from blocks.docker import DockerHost
 from blocks.registry import RegistryCredentials
-from shipyard.errors import ConfigError, PolicyError, TransientError, retry_condition
-from shipyard.redact import redact, register_secret
+from shipyard.core.errors import ConfigError, PolicyError, TransientError, retry_condition
+from shipyard.core.redact import redact, register_secret
 from tasks.scan_policy import (
     Finding,
     GateResult,

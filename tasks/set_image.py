@@ -20,7 +20,7 @@ digest and leaves the tag as it is (the digest wins at pull time); a tag update 
 a digest pin that would otherwise keep the old image running.
 
 Everything is validated before anything is written; invalid input is a
-:class:`~shipyard.errors.ConfigError` a user can act on.
+:class:`~shipyard.core.errors.ConfigError` a user can act on.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from shipyard.errors import ConfigError, PermanentError
+from shipyard.core.errors import ConfigError, PermanentError
 
 __all__ = [
     "Change",

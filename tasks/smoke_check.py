@@ -1,6 +1,6 @@
 """HTTP smoke checks after a rollout: does the new version answer as expected?
 
-Config is the catalog's :class:`~shipyard.catalog.SmokeCheck` (URL, expected status and
+Config is the catalog's :class:`~shipyard.core.catalog.SmokeCheck` (URL, expected status and
 body substring, attempts). The pure core :func:`judge_response` says why one response
 fails (or None); :func:`run_smoke` makes up to ``attempts`` GETs through an httpx client
 (a port, so tests hand in one bound to a real loopback server) with a pause between
@@ -19,8 +19,8 @@ from prefect import task
 from prefect.cache_policies import NONE as NO_CACHE
 from pydantic import BaseModel, Field
 
-from shipyard.catalog import SmokeCheck
-from shipyard.errors import PolicyError
+from shipyard.core.catalog import SmokeCheck
+from shipyard.core.errors import PolicyError
 
 __all__ = ["SmokeResult", "judge_response", "run_smoke", "smoke_check"]
 

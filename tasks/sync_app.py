@@ -20,7 +20,7 @@ from typing import Any
 from prefect import task
 from prefect.cache_policies import NONE as NO_CACHE
 
-from shipyard.errors import retry_condition
+from shipyard.core.errors import retry_condition
 from tasks.sync.config import SyncConfig, SyncResult
 from tasks.sync.kube import KubeClient
 from tasks.sync.source import SourceCache

@@ -32,7 +32,7 @@ from prefect import task
 from prefect.cache_policies import NONE as NO_CACHE
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from shipyard.errors import (
+from shipyard.core.errors import (
     ConfigError,
     PermanentError,
     PolicyError,

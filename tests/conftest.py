@@ -3,6 +3,6 @@
 pytest_plugins: list[str] = [
     "tests.fixtures.services",
     "tests.fixtures.realcluster",
-    "simcluster.testing",
-    "simcluster.operators.testing",
+    "tests.fixtures.simcluster",
+    "tests.fakes.operators.testing",
 ]

@@ -19,7 +19,7 @@ import orjson
 
 from shipyard.bridge.model import ImagePushed
 from shipyard.bridge.spool import Batch, Spool
-from shipyard.errors import PermanentError, TransientError, classify_http_status
+from shipyard.core.errors import PermanentError, TransientError, classify_http_status
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Literal
 
-from shipyard.errors import PermanentError
+from shipyard.core.errors import PermanentError
 
 Source = Literal["distribution", "harbor", "dockerhub", "ghcr", "ecr"]
 SOURCES: tuple[Source, ...] = ("distribution", "harbor", "dockerhub", "ghcr", "ecr")

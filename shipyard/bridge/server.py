@@ -36,8 +36,8 @@ from shipyard.bridge.emit import Forwarder, PrefectEvents, prefect_event, utcnow
 from shipyard.bridge.metrics import Metrics
 from shipyard.bridge.model import ImagePushed, PayloadError
 from shipyard.bridge.spool import Spool
-from shipyard.catalog import Catalog
-from shipyard.redact import register_secret
+from shipyard.core.catalog import Catalog
+from shipyard.core.redact import register_secret
 
 log = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ from typing import IO, Any
 
 import orjson
 
-from shipyard.errors import ConfigError
+from shipyard.core.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

@@ -49,7 +49,7 @@ def register(app: typer.Typer) -> None:
 
         from shipyard.bridge.server import BridgeConfig
         from shipyard.bridge.server import serve as run
-        from shipyard.catalog import load_catalog
+        from shipyard.core.catalog import load_catalog
         from shipyard.cli.main import fail
         from shipyard.stack.model import StackLayout
 

@@ -16,7 +16,7 @@ from typing import Annotated, Any
 
 import typer
 
-from shipyard.errors import ConfigError, PolicyError
+from shipyard.core.errors import ConfigError, PolicyError
 
 JsonOut = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
 FailOn = Annotated[

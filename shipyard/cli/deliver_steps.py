@@ -22,7 +22,7 @@ from typing import Annotated
 import typer
 from pydantic import SecretStr, ValidationError
 
-from shipyard.errors import ConfigError
+from shipyard.core.errors import ConfigError
 
 EXIT_UNHEALTHY = 1
 

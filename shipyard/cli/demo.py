@@ -15,7 +15,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from shipyard.errors import PermanentError
+from shipyard.core.errors import PermanentError
 from shipyard.stack import StackLayout, stack_up
 from shipyard.stack.runner import read_env_file
 

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 import typer
 
-from shipyard.errors import ConfigError
+from shipyard.core.errors import ConfigError
 
 JsonOut = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
 Kubeconfig = Annotated[

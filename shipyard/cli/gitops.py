@@ -13,8 +13,8 @@ from typing import Annotated
 
 import typer
 
-from shipyard.errors import ConfigError
-from shipyard.redact import redact
+from shipyard.core.errors import ConfigError
+from shipyard.core.redact import redact
 
 
 def register(app: typer.Typer) -> None:

@@ -13,7 +13,7 @@ import sys
 
 import typer
 
-from shipyard.errors import ConfigError, PolicyError, ShipyardError
+from shipyard.core.errors import ConfigError, PolicyError, ShipyardError
 
 # Modules that contribute commands. Add yours here; each exposes ``register(app)``.
 COMMAND_MODULES: tuple[str, ...] = (
@@ -69,7 +69,7 @@ def load_stack_env() -> None:
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; map Shipyard errors to one stderr line and an exit code."""
     load_stack_env()
-    from shipyard.redact import install_log_redaction
+    from shipyard.core.redact import install_log_redaction
 
     install_log_redaction()
     app = build_app()
@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _report(exc: ShipyardError, code: int) -> int:
-    from shipyard.redact import redact
+    from shipyard.core.redact import redact
 
     typer.echo(f"shipyard: {redact(' '.join(str(exc).split()))}", err=True)
     return code

@@ -1,15 +1,24 @@
 """`shipyard sim-cluster`: run the Kubernetes cluster simulator in the foreground.
 
-Test and demo tooling only: production code never imports :mod:`simcluster`.
+The simulator is a separate distribution (``packages/simcluster``, tests and demo only);
+production code never imports it. This command only checks that it is installed and
+hands over to ``python -m simcluster`` with the same flags.
 """
 
 from __future__ import annotations
 
-import asyncio
+import importlib.util
+import os
+import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
+
+INSTALL_HINT = (
+    "the cluster simulator is not installed: run ./scripts/setup.sh, or "
+    "pip install -e packages/simcluster"
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -42,17 +51,14 @@ def register(app: typer.Typer) -> None:
         ] = True,
     ) -> None:
         """Serve a simulated Kubernetes API until SIGTERM/SIGINT (writes KUBECONFIG when ready)."""
-        from simcluster.cluster import SimCluster
-        from simcluster.config import SimConfig
-
-        config = SimConfig(nodes=nodes, startup_delay=startup_delay, pull_images=pull_images)
-        cluster = SimCluster(config, host=host, port=port)
-
-        def ready() -> None:
-            cluster.write_kubeconfig(kubeconfig)
-            typer.echo(
-                f"simulated cluster at {cluster.url}; kubeconfig written to {kubeconfig}", err=True
-            )
-
-        # uvicorn turns SIGTERM/SIGINT into a graceful shutdown of the whole cluster.
-        asyncio.run(cluster.serve(ready=ready))
+        if importlib.util.find_spec("simcluster") is None:
+            typer.echo(f"error: {INSTALL_HINT}", err=True)
+            raise typer.Exit(2)
+        argv = [
+            sys.executable, "-m", "simcluster", "--kubeconfig", str(kubeconfig),
+            "--host", host, "--port", str(port), "--nodes", str(nodes),
+            "--startup-delay", str(startup_delay),
+            "--pull-images" if pull_images else "--no-pull-images",
+        ]
+        # Replace this process, so signals from the stack reach the simulator directly.
+        os.execv(sys.executable, argv)

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from shipyard.demo import content
-from shipyard.errors import PermanentError, TransientError
+from shipyard.core.errors import PermanentError, TransientError
 from shipyard.stack import process
 from shipyard.stack.model import ServiceSpec, StackLayout
 from shipyard.stack.probes import http_ok

@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 
-from shipyard.errors import ConfigError, PermanentError, TransientError
+from shipyard.core.errors import ConfigError, PermanentError, TransientError
 
 BASE_REPOSITORY = "shipyard/busybox"
 BASE_TAG = "1"

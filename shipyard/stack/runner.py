@@ -14,7 +14,7 @@ import sys
 import time
 from collections.abc import Callable
 
-from shipyard.errors import ConfigError, TransientError
+from shipyard.core.errors import ConfigError, TransientError
 from shipyard.stack import process
 from shipyard.stack.model import (
     DEFAULT_PORTS,

@@ -14,7 +14,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from shipyard.errors import ConfigError
+from shipyard.core.errors import ConfigError
 from shipyard.stack.model import ServiceSpec, StackLayout
 from shipyard.stack.probes import http_ok, tcp_open, unix_http_ok
 

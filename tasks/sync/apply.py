@@ -13,7 +13,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from shipyard.errors import ConfigError
+from shipyard.core.errors import ConfigError
 from tasks.sync.config import SyncConfig, SyncResult
 from tasks.sync.kube import KubeClient, Resource
 from tasks.sync.render import (

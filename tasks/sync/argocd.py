@@ -21,7 +21,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from shipyard.errors import ConfigError, PermanentError, PolicyError, TransientError
+from shipyard.core.errors import ConfigError, PermanentError, PolicyError, TransientError
 from tasks.sync.config import SyncConfig, SyncResult
 from tasks.sync.kube import KubeClient, KubeConflict
 from tasks.sync.wait import Verdict, wait_for_object

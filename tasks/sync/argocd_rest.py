@@ -16,8 +16,8 @@ from typing import Any
 
 import httpx
 
-from shipyard.errors import ConfigError, PermanentError, PolicyError, TransientError
-from shipyard.redact import register_secret
+from shipyard.core.errors import ConfigError, PermanentError, PolicyError, TransientError
+from shipyard.core.redact import register_secret
 from tasks.sync.argocd import SYNC_ID, judge_application, result_from_application
 from tasks.sync.config import SyncConfig, SyncResult
 

@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
-from shipyard.catalog import App, Environment
+from shipyard.core.catalog import App, Environment
 
 __all__ = ["SyncConfig", "SyncResult"]
 

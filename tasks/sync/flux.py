@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from shipyard.errors import ConfigError, PermanentError
+from shipyard.core.errors import ConfigError, PermanentError
 from tasks.sync.config import SyncConfig, SyncResult
 from tasks.sync.kube import KubeClient
 from tasks.sync.wait import Verdict, wait_for_object

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from shipyard.errors import (
+from shipyard.core.errors import (
     ConfigError,
     PermanentError,
     TransientError,

@@ -25,7 +25,7 @@ from typing import Any
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
-from shipyard.errors import ConfigError
+from shipyard.core.errors import ConfigError
 
 __all__ = [
     "APP_LABEL",

@@ -15,7 +15,7 @@ from pathlib import Path
 from git import Repo
 from git.exc import BadName, GitCommandError, InvalidGitRepositoryError, NoSuchPathError
 
-from shipyard.errors import ConfigError, PermanentError, TransientError
+from shipyard.core.errors import ConfigError, PermanentError, TransientError
 
 __all__ = ["SourceCache", "read_local", "read_tree"]
 

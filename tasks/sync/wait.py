@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from shipyard.errors import PermanentError, TransientError
+from shipyard.core.errors import PermanentError, TransientError
 from tasks.sync.kube import KubeClient
 
 JSON = dict[str, Any]

@@ -16,7 +16,7 @@ import pytest
 from pydantic import SecretStr
 
 from shipyard.bridge.server import BackgroundBridge, BridgeConfig
-from shipyard.catalog import parse_catalog
+from shipyard.core.catalog import parse_catalog
 from tests.bridge.conftest import PrivatePrefect
 
 pytestmark = pytest.mark.slow

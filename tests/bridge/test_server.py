@@ -18,7 +18,7 @@ from pydantic import SecretStr
 from shipyard.bridge.auth import github_signature
 from shipyard.bridge.server import BackgroundBridge, BridgeConfig
 from shipyard.bridge.spool import Spool
-from shipyard.catalog import parse_catalog
+from shipyard.core.catalog import parse_catalog
 
 DATA = Path(__file__).parent / "data"
 SECRET = "test-bridge-secret-0123456789"

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from shipyard.bridge.spool import Spool
-from shipyard.errors import ConfigError
+from shipyard.core.errors import ConfigError
 
 
 def records(start: int, n: int) -> list[dict[str, object]]:

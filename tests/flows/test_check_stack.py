@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from flows.check_stack import check_stack
-from shipyard.errors import PermanentError
+from shipyard.core.errors import PermanentError
 from tests.fixtures.services import Stack
 
 

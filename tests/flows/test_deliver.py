@@ -16,7 +16,7 @@ import pytest
 from flows.deliver import Provenance, deliver
 from flows.promote import promote
 from shipyard.demo.seed import DemoSeed, seed_demo
-from shipyard.errors import ConfigError, PolicyError
+from shipyard.core.errors import ConfigError, PolicyError
 from tests.fixtures.services import Stack
 
 

@@ -13,7 +13,7 @@ import pytest
 
 from blocks.storage import s3_client
 from shipyard.cli.main import main
-from simcluster.testing import SimClusterHandle
+from tests.fixtures.simcluster import SimClusterHandle
 from tasks.backup_cluster import KubeApi, S3Store
 from tasks.backup_manifest import backup_root, object_key
 from tests.fixtures.services import Stack

@@ -8,7 +8,7 @@ import pytest
 
 from blocks.cluster import KubernetesCluster
 from flows.drift_check import DriftConfig, compare_objects, detect_drift, drift_check
-from simcluster.testing import SimClusterHandle
+from tests.fixtures.simcluster import SimClusterHandle
 from tasks.sync.kube import KubeClient
 from tasks.sync.render import object_key
 from tasks.sync_app import SyncConfig, sync

@@ -12,9 +12,9 @@ import pytest
 from blocks.cluster import KubernetesCluster
 from blocks.gitops import GitOpsRepository
 from flows.sync_verify import RollbackFailedError, VerifyPlan, sync_and_verify
-from shipyard.errors import PolicyError
-from simcluster.operators.testing import GitOpsOperators
-from simcluster.testing import LocalRegistry, SimClusterHandle
+from shipyard.core.errors import PolicyError
+from tests.fakes.operators.testing import GitOpsOperators
+from tests.fixtures.simcluster import LocalRegistry, SimClusterHandle
 from tasks.sync.kube import KubeClient
 from tasks.sync_app import SyncConfig, sync
 from tasks.verify_rollout import VerifyConfig, watch_rollout

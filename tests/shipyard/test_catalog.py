@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from shipyard.catalog import CATALOG_FILE, load_catalog, parse_catalog
-from shipyard.errors import ConfigError
+from shipyard.core.catalog import CATALOG_FILE, load_catalog, parse_catalog
+from shipyard.core.errors import ConfigError
 
 GOOD = """\
 apiVersion: shipyard.dev/v1

@@ -7,7 +7,7 @@ import errno
 import httpx
 import pytest
 
-from shipyard.errors import (
+from shipyard.core.errors import (
     ConfigError,
     PermanentError,
     PolicyError,

@@ -14,8 +14,8 @@ import time
 import pytest
 from pydantic import SecretStr
 
-from shipyard.errors import PermanentError, TransientError
-from shipyard.redact import MASK, install_log_redaction, redact, register_secret
+from shipyard.core.errors import PermanentError, TransientError
+from shipyard.core.redact import MASK, install_log_redaction, redact, register_secret
 
 PLANTED = "pl4nted-s3cret-VALUE-93f1"
 TOKEN = "ghp_" + "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6"  # shape of a GitHub token

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from shipyard.errors import ConfigError
+from shipyard.core.errors import ConfigError
 from shipyard.stack import StackLayout, stack_down, stack_status, stack_up
 from shipyard.stack.model import DEFAULT_PORTS
 from shipyard.stack.runner import read_env_file

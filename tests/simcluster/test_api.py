@@ -8,7 +8,7 @@ import pytest
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from simcluster.testing import SimClusterHandle
+from tests.fixtures.simcluster import SimClusterHandle
 
 
 @pytest.fixture

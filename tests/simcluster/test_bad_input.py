@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from simcluster.testing import SimClusterHandle
+from tests.fixtures.simcluster import SimClusterHandle
 
 CM = "/api/v1/namespaces/{ns}/configmaps"
 DEP = "/apis/apps/v1/namespaces/{ns}/deployments"

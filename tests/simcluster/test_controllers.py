@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from kubernetes import client, watch
 
-from simcluster.testing import SimClusterHandle
+from tests.fixtures.simcluster import SimClusterHandle
 from tests.simcluster.helpers import eventually
 
 

@@ -8,7 +8,7 @@ import pytest
 from kubernetes import client
 
 from simcluster import cron
-from simcluster.testing import SimClusterHandle
+from tests.fixtures.simcluster import SimClusterHandle
 from tests.simcluster.helpers import eventually
 
 T0 = dt.datetime(2026, 1, 5, 10, 7, 30, tzinfo=dt.UTC)  # a Monday

@@ -8,7 +8,7 @@ import pytest
 from kubernetes import client
 
 from simcluster.registry import parse_image
-from simcluster.testing import LocalRegistry, SimClusterHandle, dockerconfigjson, start_registry
+from tests.fixtures.simcluster import LocalRegistry, SimClusterHandle, dockerconfigjson, start_registry
 from tests.simcluster.helpers import eventually
 
 

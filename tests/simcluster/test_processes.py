@@ -7,7 +7,7 @@ import sys
 import pytest
 from kubernetes import client
 
-from simcluster.testing import SimClusterHandle
+from tests.fixtures.simcluster import SimClusterHandle
 from tests.simcluster.helpers import eventually
 
 RUN = {"sim.shipyard.dev/run-processes": "true"}

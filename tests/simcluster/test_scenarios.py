@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from simcluster.testing import SimClusterHandle
+from tests.fixtures.simcluster import SimClusterHandle
 from tests.simcluster.scenarios import SCENARIOS
 
 Scenario = Callable[[Any, str], None]

@@ -10,7 +10,7 @@ import pytest
 from kubernetes import client, watch
 from kubernetes.client.rest import ApiException
 
-from simcluster.testing import SimClusterHandle
+from tests.fixtures.simcluster import SimClusterHandle
 from tests.simcluster.helpers import eventually
 
 

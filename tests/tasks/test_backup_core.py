@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from shipyard.errors import ConfigError
+from shipyard.core.errors import ConfigError
 from tasks.backup_cluster import BackupConfig, parse_config
 from tasks.backup_manifest import (
     backup_root,
@@ -365,7 +365,7 @@ def test_backup_config_validation() -> None:
 
 
 def test_secret_values_are_registered_for_redaction() -> None:
-    from shipyard.redact import redact
+    from shipyard.core.redact import redact
     from tasks.backup_cluster import register_secret_values
 
     secret = {

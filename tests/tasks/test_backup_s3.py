@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from blocks.storage import s3_client
-from shipyard.errors import ConfigError, PermanentError, TransientError
+from shipyard.core.errors import ConfigError, PermanentError, TransientError
 from tasks.backup_cluster import S3Store, run_retention
 from tasks.backup_manifest import (
     MANIFEST_NAME,

@@ -10,7 +10,7 @@ import pytest
 from pydantic import ValidationError
 
 from blocks.docker import DockerHost
-from shipyard.errors import PermanentError, TransientError
+from shipyard.core.errors import PermanentError, TransientError
 from tasks.build_image import (
     FINGERPRINT_LABEL,
     BuildImageConfig,

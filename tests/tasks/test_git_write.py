@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from shipyard.errors import ConfigError, PermanentError, TransientError
+from shipyard.core.errors import ConfigError, PermanentError, TransientError
 from tasks.git_write import (
     GitWriteConfig,
     ImageUpdate,

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from shipyard.errors import ConfigError, TransientError
+from shipyard.core.errors import ConfigError, TransientError
 from tasks.poll_tags import TagPolicy, list_tags, parse_version, select_tag
 
 TAGS = ["latest", "1.0.0", "1.2.0", "1.10.0", "v1.11.0-rc.1", "2.0.0", "main-abc123", "1.9"]

@@ -10,9 +10,9 @@ import pytest
 from pydantic import SecretStr
 
 from blocks.gitops import GitOpsRepository
-from shipyard.catalog import load_catalog
-from shipyard.errors import ConfigError, PolicyError, retry_condition
-from shipyard.redact import redact
+from shipyard.core.catalog import load_catalog
+from shipyard.core.errors import ConfigError, PolicyError, retry_condition
+from shipyard.core.redact import redact
 from tasks.commit_push import commit_and_push, limit_name, run_commit_and_push
 from tasks.git_write import GitWriteConfig, ImageUpdate
 from tasks.promote_image import (

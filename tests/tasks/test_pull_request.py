@@ -9,7 +9,7 @@ import pytest
 from pydantic import SecretStr
 
 from blocks.gitops import GitOpsRepository
-from shipyard.errors import PermanentError, TransientError
+from shipyard.core.errors import PermanentError, TransientError
 from tasks.git_write import ImageUpdate
 from tasks.pull_request import PullRequestConfig, pull_request
 from tasks.set_image import SetImageConfig

@@ -17,8 +17,8 @@ from prefect_aws.credentials import AwsCredentials
 
 from blocks.docker import DockerHost
 from blocks.registry import EcrRegistry, RegistryClient, RegistryCredentials
-from shipyard.errors import PermanentError, TransientError
-from shipyard.redact import redact
+from shipyard.core.errors import PermanentError, TransientError
+from shipyard.core.redact import redact
 from tasks.build_image import BuildImageConfig, run_build
 from tasks.push_image import (
     PushImageConfig,

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from blocks.storage import s3_client
-from shipyard.errors import ConfigError
-from simcluster.testing import SimClusterHandle
+from shipyard.core.errors import ConfigError
+from tests.fixtures.simcluster import SimClusterHandle
 from tasks.backup_cluster import BackupConfig, KubeApi, S3Store, run_backup
 from tasks.backup_manifest import backup_root, object_key
 from tasks.restore_drill import (

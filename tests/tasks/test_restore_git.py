@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from shipyard.errors import ConfigError
-from simcluster.testing import SimClusterHandle
+from shipyard.core.errors import ConfigError
+from tests.fixtures.simcluster import SimClusterHandle
 from tasks.backup_cluster import KubeApi
 from tasks.restore_drill import checkout_env, compare_environments, render_env, run_git_drill
 

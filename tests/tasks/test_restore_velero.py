@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from simcluster.testing import SimClusterHandle
+from tests.fixtures.simcluster import SimClusterHandle
 from tasks.backup_cluster import (
     KubeApi,
     VeleroConfig,

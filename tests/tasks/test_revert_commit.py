@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from shipyard.errors import PermanentError
+from shipyard.core.errors import PermanentError
 from tasks.revert_commit import RevertConfig, revert_commit
 from tests.tasks.gitops_repo import fast_forward_only
 from tests.tasks.k8s_objects import GitOpsRepo

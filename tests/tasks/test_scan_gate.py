@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from shipyard.cli.main import main
-from shipyard.errors import ConfigError
+from shipyard.core.errors import ConfigError
 from tasks.scan_policy import (
     ScanPolicy,
     evaluate_gate,

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from blocks.docker import DockerHost
-from shipyard.errors import ConfigError, TransientError
+from shipyard.core.errors import ConfigError, TransientError
 from tasks.build_image import BuildImageConfig, run_build
 from tasks.push_image import PushImageConfig, PushImageResult, run_push
 from tasks.scan_image import (

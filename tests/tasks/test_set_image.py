@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from ruamel.yaml import YAML
 
-from shipyard.errors import ConfigError
+from shipyard.core.errors import ConfigError
 from tasks.set_image import (
     SetImageConfig,
     find_images,

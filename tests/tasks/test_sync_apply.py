@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from shipyard.cli.main import main
-from shipyard.errors import ConfigError
-from simcluster.testing import SimClusterHandle
+from shipyard.core.errors import ConfigError
+from tests.fixtures.simcluster import SimClusterHandle
 from tasks.sync.kube import KubeClient
 from tasks.sync.render import APP_LABEL, MANAGED_BY_LABEL, apply_images, plan_prune, render
 from tasks.sync_app import SyncConfig, sync

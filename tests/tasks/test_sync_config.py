@@ -6,7 +6,7 @@ import pytest
 from pydantic import SecretStr, ValidationError
 
 from flows.sync_verify import VerifyPlan
-from shipyard.catalog import parse_catalog
+from shipyard.core.catalog import parse_catalog
 from tasks.sync_app import SyncConfig
 
 CATALOG = """

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from shipyard.errors import ConfigError, PermanentError
-from simcluster.operators.testing import GitOpsOperators
-from simcluster.testing import SimClusterHandle
+from shipyard.core.errors import ConfigError, PermanentError
+from tests.fakes.operators.testing import GitOpsOperators
+from tests.fixtures.simcluster import SimClusterHandle
 from tasks.sync.argocd import judge_application, operation_for
 from tasks.sync.flux import judge_kustomization
 from tasks.sync.kube import KubeClient

@@ -13,8 +13,8 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
-from shipyard.catalog import MetricGate, SmokeCheck
-from shipyard.errors import PolicyError
+from shipyard.core.catalog import MetricGate, SmokeCheck
+from shipyard.core.errors import PolicyError
 from tasks.metric_gate import (
     Measurement,
     analysis_phase,

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from simcluster.testing import LocalRegistry, SimClusterHandle
+from tests.fixtures.simcluster import LocalRegistry, SimClusterHandle
 from tasks.sync.kube import KubeClient
 from tasks.verify_rollout import (
     VerifyConfig,
@@ -158,7 +158,7 @@ def test_label_selector_and_workload_parsing() -> None:
     }
     assert label_selector(sel) == "a=1,b=2,t in (x,y)"
     assert parse_workload("Deployment/web") == ("Deployment", "web")
-    from shipyard.errors import ConfigError
+    from shipyard.core.errors import ConfigError
 
     with pytest.raises(ConfigError):
         parse_workload("pod/web")

@@ -16,11 +16,11 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Any, Self
 
-from shipyard.errors import PermanentError, TransientError
+from shipyard.core.errors import PermanentError, TransientError
 from tasks.sync.kube import KubeClient
 
 JSON = dict[str, Any]
-log = logging.getLogger("simcluster.operators")
+log = logging.getLogger("tests.fakes.operators")
 
 
 @dataclass

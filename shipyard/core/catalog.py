@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
-from shipyard.errors import ConfigError
+from shipyard.core.errors import ConfigError
 
 CATALOG_FILE = "shipyard-catalog.yaml"
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")

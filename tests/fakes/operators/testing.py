@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from simcluster.operators.argocd import ArgoCDController
-from simcluster.operators.crds import install_crds
-from simcluster.operators.flux import FluxController
+from tests.fakes.operators.argocd import ArgoCDController
+from tests.fakes.operators.crds import install_crds
+from tests.fakes.operators.flux import FluxController
 from tasks.sync.kube import KubeClient
 
 

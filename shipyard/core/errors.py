@@ -19,7 +19,7 @@ class ShipyardError(Exception):
     def __init__(self, message: str, *, hint: str | None = None) -> None:
         # Every Shipyard error passes through redaction, so a secret can never reach a
         # Prefect state message, a log line or a CLI error through an exception.
-        from shipyard.redact import redact
+        from shipyard.core.redact import redact
 
         self.message = redact(message)
         self.hint = None if hint is None else redact(hint)

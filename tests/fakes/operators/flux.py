@@ -19,9 +19,9 @@ import re
 from collections.abc import Hashable
 from typing import Any
 
-from shipyard.errors import ShipyardError
-from simcluster.operators.argocd import now
-from simcluster.operators.base import JSON, Operator, WatchSpec
+from shipyard.core.errors import ShipyardError
+from tests.fakes.operators.argocd import now
+from tests.fakes.operators.base import JSON, Operator, WatchSpec
 from tasks.sync.apply import apply_objects
 from tasks.sync.render import render
 from tasks.sync.source import SourceCache

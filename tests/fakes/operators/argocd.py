@@ -26,8 +26,8 @@ from collections.abc import Hashable
 from datetime import UTC, datetime
 from typing import Any
 
-from shipyard.errors import ShipyardError
-from simcluster.operators.base import JSON, Operator, WatchSpec
+from shipyard.core.errors import ShipyardError
+from tests.fakes.operators.base import JSON, Operator, WatchSpec
 from tasks.sync.apply import apply_objects
 from tasks.sync.render import APP_LABEL, MANAGED_BY_LABEL, render
 from tasks.sync.source import SourceCache
