@@ -78,7 +78,7 @@ def main() -> int:
     os.environ.update(env)
     try:
         from blocks.docker import DockerHost
-        from flows.build_scan_push import run_sync
+        from flows.build_scan_push import build_scan_push_blocking
         from shipyard.stack.base_image import ensure_base_image
         from tasks.build_image import BuildImageConfig
         from tasks.scan_image import TrivySettings
@@ -99,12 +99,12 @@ def main() -> int:
                 cache_dir=str(Path(tmp) / "trivy"), result_cache_dir=str(Path(tmp) / "scans")
             )
             started = time.perf_counter()
-            first = run_sync(build=build, trivy=trivy, docker_host=docker_host)
+            first = build_scan_push_blocking(build=build, trivy=trivy, docker_host=docker_host)
             first_s = time.perf_counter() - started
             again_s = float("inf")
             for _ in range(max(1, args.runs)):
                 started = time.perf_counter()
-                again = run_sync(build=build, trivy=trivy, docker_host=docker_host)
+                again = build_scan_push_blocking(build=build, trivy=trivy, docker_host=docker_host)
                 again_s = min(again_s, time.perf_counter() - started)
                 assert again.reused and again.reference == first.reference
     finally:

@@ -57,7 +57,8 @@ async def build_scan_push(
 
     Async only for speed: Prefect's engine ends an async flow run about 0.8 s sooner than
     a sync one (no heartbeat-thread join), which is most of a re-delivery's cost. The
-    steps themselves are the sync tasks; call it with ``run_sync`` from sync code.
+    steps themselves are the sync tasks; from sync code call
+    :func:`build_scan_push_blocking`.
     """
     policy = policy or ScanPolicy()
     settings = (trivy or TrivySettings()).model_dump()
@@ -112,7 +113,7 @@ async def build_scan_push(
     )
 
 
-def run_sync(**kwargs: Any) -> Any:
+def build_scan_push_blocking(**kwargs: Any) -> Any:
     """Run :func:`build_scan_push` from sync code (a sync flow, the CLI, a bench).
 
     Inside a flow run this is a subflow of it, as a direct call would be.

@@ -16,21 +16,24 @@ app and environment (a Prefect global concurrency limit created on first use).
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any, TypeVar, cast
+from typing import Annotated
 
 from prefect import flow, get_run_logger
-from prefect.artifacts import create_markdown_artifact
-from prefect.blocks.core import Block
 from prefect.concurrency.sync import concurrency
-from prefect.context import get_run_context
-from prefect.events import emit_event
 from pydantic import BaseModel, ConfigDict, Field
 
 from blocks.cluster import KubernetesCluster
 from blocks.gitops import GitOpsRepository
 from blocks.registry import RegistryCredentials
-from flows.build_scan_push import BuildScanPushResult
-from flows.build_scan_push import run_sync as build_scan_push
+from flows.build_scan_push import BuildScanPushResult, build_scan_push_blocking
+from flows.common import (
+    EVENT_DELIVERED,
+    Provenance,
+    flow_run_id,
+    load_block,
+    load_optional_block,
+    publish_provenance,
+)
 from flows.sync_verify import VerifyPlan, sync_and_verify, verify_delivery
 from shipyard.core.catalog import App, Environment
 from shipyard.core.errors import ConfigError, PolicyError
@@ -46,7 +49,14 @@ from tasks.scan_policy import ScanPolicy
 from tasks.sync.config import SyncConfig
 from tasks.sync_app import sync_app
 
-EVENT_DELIVERED = "shipyard.delivery.completed"
+__all__ = [
+    "DEFAULT_OPTIONS",
+    "EVENT_DELIVERED",
+    "DeliverOptions",
+    "Provenance",
+    "converge",
+    "deliver",
+]
 
 
 class DeliverOptions(BaseModel):
@@ -67,42 +77,6 @@ class DeliverOptions(BaseModel):
 
 
 DEFAULT_OPTIONS = DeliverOptions()
-
-
-class Provenance(BaseModel):
-    """The chain of evidence of one delivery, kept as an artifact and an event."""
-
-    app: str
-    environment: str
-    trigger: str
-    source_commit: str | None
-    image: str = Field(description="What runs: repository[:tag]@digest.")
-    digest: str
-    scan: str
-    gitops_commit: str | None
-    synced_revision: str
-    verified_at: str
-    flow_run: str | None
-
-
-B = TypeVar("B", bound=Block)
-
-
-def load_block(kind: type[B], name: str) -> B:
-    """Load a saved block; ConfigError naming it (and how to create it) when missing."""
-    try:
-        return cast(B, kind.load(name))
-    except ValueError as exc:
-        if "Unable to find block document" not in str(exc):
-            raise
-        raise ConfigError(
-            f"no {kind.get_block_type_name()} block named {name!r}: create it in the "
-            "Prefect UI (Blocks) or with 'shipyard demo' for the local stack"
-        ) from None
-
-
-def _load_registry(name: str | None) -> RegistryCredentials | None:
-    return load_block(RegistryCredentials, name) if name else None
 
 
 def _target(app: App, environment: str) -> Environment:
@@ -141,15 +115,6 @@ def converge(
     return revision
 
 
-def _flow_run_id() -> str | None:
-    try:
-        ctx: Any = get_run_context()
-    except Exception:  # noqa: BLE001 - outside a run there is no id to record
-        return None
-    run = getattr(ctx, "flow_run", None)
-    return str(run.id) if run is not None else None
-
-
 @flow(name="deliver")
 def deliver(
     app: Annotated[str, Field(description="App name from the catalog.")],
@@ -173,7 +138,7 @@ def deliver(
     opts = options
     repository = load_block(GitOpsRepository, opts.gitops_block)
     cluster = load_block(KubernetesCluster, opts.cluster_block)
-    registry = _load_registry(opts.registry_block)
+    registry = load_optional_block(RegistryCredentials, opts.registry_block)
 
     at = read_catalog(repository)
     entry = at.catalog.app(app)
@@ -190,7 +155,7 @@ def deliver(
         if commit:
             if entry.source is None:
                 raise ConfigError(f"{entry.name} has no 'source' in the catalog to build from")
-            built: BuildScanPushResult = build_scan_push(
+            built: BuildScanPushResult = build_scan_push_blocking(
                 build=BuildImageConfig(
                     repo_url=entry.source.repo,
                     commit=commit,
@@ -236,39 +201,12 @@ def deliver(
         gitops_commit=written.commit,
         synced_revision=revision,
         verified_at=datetime.now(UTC).isoformat(timespec="seconds"),
-        flow_run=_flow_run_id(),
+        flow_run=flow_run_id(),
     )
-    _publish(record)
+    publish_provenance(record)
     return record
 
 
 def _summary(counts: dict[str, int], passed: bool) -> str:
     found = ", ".join(f"{k} {v}" for k, v in counts.items() if v) or "no findings"
     return f"{'passed' if passed else 'blocked'} ({found})"
-
-
-def _publish(record: Provenance) -> None:
-    rows = [
-        ("trigger", record.trigger),
-        ("source commit", record.source_commit or "(pushed image)"),
-        ("image", record.image),
-        ("scan", record.scan),
-        ("GitOps commit", record.gitops_commit or "(already pinned; no commit)"),
-        ("synced revision", record.synced_revision),
-        ("verified at", record.verified_at),
-    ]
-    table = "\n".join(f"| {k} | `{v}` |" for k, v in rows)
-    create_markdown_artifact(
-        key=f"provenance-{record.app}-{record.environment}",
-        markdown=f"# Delivered {record.app} to {record.environment}\n\n"
-        f"| step | evidence |\n| --- | --- |\n{table}\n",
-        description=f"{record.app}/{record.environment} runs {record.digest[:19]}",
-    )
-    emit_event(
-        event=EVENT_DELIVERED,
-        resource={
-            "prefect.resource.id": f"shipyard.delivery.{record.app}.{record.environment}",
-            "prefect.resource.name": f"{record.app}/{record.environment}",
-        },
-        payload=record.model_dump(),
-    )

@@ -15,7 +15,8 @@ from pydantic import Field
 
 from blocks.cluster import KubernetesCluster
 from blocks.gitops import GitOpsRepository
-from flows.deliver import DEFAULT_OPTIONS, DeliverOptions, load_block
+from flows.common import load_block
+from flows.deliver import DEFAULT_OPTIONS, DeliverOptions
 from flows.drift_check import DriftConfig, DriftReport, drift_check
 from tasks.read_catalog import read_catalog
 from tasks.sync.config import SyncConfig

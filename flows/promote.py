@@ -21,15 +21,8 @@ from pydantic import Field
 from blocks.cluster import KubernetesCluster
 from blocks.gitops import GitOpsRepository
 from flows.approval import request_approval
-from flows.deliver import (
-    DEFAULT_OPTIONS,
-    DeliverOptions,
-    Provenance,
-    _flow_run_id,
-    _publish,
-    converge,
-    load_block,
-)
+from flows.common import Provenance, flow_run_id, load_block, publish_provenance
+from flows.deliver import DEFAULT_OPTIONS, DeliverOptions, converge
 from flows.sync_verify import VerifyPlan, verify_delivery
 from shipyard.core.errors import PermanentError
 from shipyard.core.limits import ensure_limit, limit_name
@@ -121,7 +114,7 @@ def promote(
         gitops_commit=commit,
         synced_revision=revision,
         verified_at=datetime.now(UTC).isoformat(timespec="seconds"),
-        flow_run=_flow_run_id(),
+        flow_run=flow_run_id(),
     )
-    _publish(record)
+    publish_provenance(record)
     return record

@@ -22,7 +22,7 @@ from prefect.client.schemas.filters import (
 )
 
 from blocks.docker import DockerHost
-from flows.build_scan_push import BuildScanPushResult, run_sync
+from flows.build_scan_push import BuildScanPushResult, build_scan_push_blocking
 from tasks.build_image import BuildImageConfig
 from tasks.scan_image import TrivySettings
 from tests.fixtures.services import Stack
@@ -37,7 +37,7 @@ HEALTHCHECK CMD ["cat", "/app/index.txt"]
 
 
 def _run(**kwargs: object) -> tuple[UUID, object]:
-    state = run_sync(return_state=True, **kwargs)
+    state = build_scan_push_blocking(return_state=True, **kwargs)
     flow_run_id = state.state_details.flow_run_id
     assert flow_run_id is not None
     return flow_run_id, state

@@ -1,0 +1,122 @@
+"""Helpers every flow shares: loading saved blocks, the current flow run's id, and
+publishing what a run did (events, the delivery provenance artifact).
+
+One module so that flows never import each other's private helpers and every flow
+loads its connections and reports its outcome the same way.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar, cast
+
+from prefect.artifacts import create_markdown_artifact
+from prefect.blocks.core import Block
+from prefect.context import get_run_context
+from prefect.events import emit_event
+from pydantic import BaseModel, Field
+
+from shipyard.core.errors import ConfigError
+
+__all__ = [
+    "EVENT_DELIVERED",
+    "Provenance",
+    "emit",
+    "flow_run_id",
+    "load_block",
+    "load_optional_block",
+    "publish_provenance",
+]
+
+EVENT_DELIVERED = "shipyard.delivery.completed"
+
+B = TypeVar("B", bound=Block)
+
+
+def load_block(kind: type[B], name: str) -> B:
+    """Load the saved block ``name`` of type ``kind``.
+
+    A missing block is a ConfigError naming it and saying how to create it, so a user
+    sees one actionable line instead of Prefect's lookup error.
+    """
+    try:
+        loaded = kind.load(name)
+    except ValueError as exc:
+        if "Unable to find block document" not in str(exc):
+            raise
+        raise ConfigError(
+            f"no {kind.get_block_type_name()} block named {name!r}: create it in the "
+            "Prefect UI (Blocks) or with 'shipyard demo' for the local stack"
+        ) from None
+    if not isinstance(loaded, kind):
+        raise ConfigError(f"block {name!r} is not a {kind.get_block_type_name()}")
+    return cast(B, loaded)
+
+
+def load_optional_block(kind: type[B], name: str | None) -> B | None:
+    """:func:`load_block` when ``name`` is set; None (e.g. anonymous access) otherwise."""
+    return load_block(kind, name) if name else None
+
+
+def flow_run_id() -> str | None:
+    """The id of the flow run this code runs in; None outside a run (e.g. ``.fn``)."""
+    try:
+        ctx: Any = get_run_context()
+    except Exception:  # noqa: BLE001 - outside a run there is no id to record
+        return None
+    run = getattr(ctx, "flow_run", None)
+    return str(run.id) if run is not None else None
+
+
+def emit(event: str, resource_id: str, payload: dict[str, Any], name: str | None = None) -> None:
+    """Emit a Prefect event about ``resource_id`` (named ``name``, default the id)."""
+    emit_event(
+        event=event,
+        resource={
+            "prefect.resource.id": resource_id,
+            "prefect.resource.name": name or resource_id,
+        },
+        payload=payload,
+    )
+
+
+class Provenance(BaseModel):
+    """The chain of evidence of one delivery, kept as an artifact and an event."""
+
+    app: str
+    environment: str
+    trigger: str
+    source_commit: str | None
+    image: str = Field(description="What runs: repository[:tag]@digest.")
+    digest: str
+    scan: str
+    gitops_commit: str | None
+    synced_revision: str
+    verified_at: str
+    flow_run: str | None
+
+
+def publish_provenance(record: Provenance) -> None:
+    """Publish a delivery's evidence: a markdown artifact and a ``delivery.completed``
+    event, so the UI and automations see what runs where and why."""
+    rows = [
+        ("trigger", record.trigger),
+        ("source commit", record.source_commit or "(pushed image)"),
+        ("image", record.image),
+        ("scan", record.scan),
+        ("GitOps commit", record.gitops_commit or "(already pinned; no commit)"),
+        ("synced revision", record.synced_revision),
+        ("verified at", record.verified_at),
+    ]
+    table = "\n".join(f"| {k} | `{v}` |" for k, v in rows)
+    create_markdown_artifact(
+        key=f"provenance-{record.app}-{record.environment}",
+        markdown=f"# Delivered {record.app} to {record.environment}\n\n"
+        f"| step | evidence |\n| --- | --- |\n{table}\n",
+        description=f"{record.app}/{record.environment} runs {record.digest[:19]}",
+    )
+    emit(
+        EVENT_DELIVERED,
+        f"shipyard.delivery.{record.app}.{record.environment}",
+        record.model_dump(),
+        name=f"{record.app}/{record.environment}",
+    )
