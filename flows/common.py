@@ -68,15 +68,11 @@ def flow_run_id() -> str | None:
 
 
 def emit(event: str, resource_id: str, payload: dict[str, Any], name: str | None = None) -> None:
-    """Emit a Prefect event about ``resource_id`` (named ``name``, default the id)."""
-    emit_event(
-        event=event,
-        resource={
-            "prefect.resource.id": resource_id,
-            "prefect.resource.name": name or resource_id,
-        },
-        payload=payload,
-    )
+    """Emit a Prefect event about ``resource_id`` (with a display ``name`` when given)."""
+    resource = {"prefect.resource.id": resource_id}
+    if name is not None:
+        resource["prefect.resource.name"] = name
+    emit_event(event=event, resource=resource, payload=payload)
 
 
 class Provenance(BaseModel):
