@@ -2,8 +2,9 @@
 
 The second half of a delivery, after the manifest commit was pushed:
 
-1. inside one Prefect transaction: :func:`record_manifest_commit` (whose ``on_rollback``
-   hook reverts the commit with a new revert commit, never a force push), sync, verify
+1. inside one Prefect transaction: the ``record-manifest-commit`` task (whose
+   ``on_rollback`` hook reverts the commit through the ``revert-manifest-commit`` task,
+   with a new revert commit, never a force push; see :mod:`tasks.steps.rollback`), sync, verify
    every workload, then the smoke checks and metric gates;
 2. any failure in there rolls the transaction back, so the hook puts git back to the
    previous version; the flow then syncs the revert and verifies the previous version is
@@ -12,29 +13,32 @@ The second half of a delivery, after the manifest commit was pushed:
    ``shipyard.delivery.rolled-back``; if the rollback itself fails the run fails with
    both reasons and emits ``shipyard.delivery.rollback-failed``.
 
-The deliver flow can also open its own transaction around its write-back task and call
-:func:`record_manifest_commit` + :func:`verify_delivery` itself.
+A caller can also open its own transaction around its write-back task and call
+:func:`~tasks.steps.rollback.record_manifest_commit` + :func:`verify_delivery` itself.
+What the hook needs and what it did live in the transactions, not in the process.
 """
 
 from __future__ import annotations
 
-import threading
-import uuid
-from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
-from prefect import flow, task
+from prefect import flow
 from prefect.artifacts import create_markdown_artifact
-from prefect.cache_policies import NONE as NO_CACHE
-from prefect.transactions import Transaction, get_transaction, transaction
+from prefect.transactions import transaction
 from pydantic import BaseModel, ConfigDict, Field
 
 from blocks.gitops import GitOpsRepository
+from flows.common import emit
 from shipyard.core.catalog import Environment, MetricGate, SmokeCheck
 from shipyard.core.errors import PermanentError, ShipyardError
 from tasks.metric_gate import metric_gate
-from tasks.revert_commit import RevertConfig, RevertResult, revert_commit
 from tasks.smoke_check import smoke_check
+from tasks.steps.rollback import (
+    RollbackOutcome,
+    record_manifest_commit,
+    rollback_outcome,
+    set_rollback_reason,
+)
 from tasks.sync.config import SyncConfig, SyncResult
 from tasks.sync_app import sync_app
 from tasks.verify_rollout import VerifyConfig, VerifyResult, verify_rollout
@@ -42,11 +46,7 @@ from tasks.verify_rollout import VerifyConfig, VerifyResult, verify_rollout
 __all__ = [
     "DeliveryOutcome",
     "RollbackFailedError",
-    "RollbackLedger",
     "VerifyPlan",
-    "close_ledger",
-    "open_ledger",
-    "record_manifest_commit",
     "sync_and_verify",
     "verify_delivery",
 ]
@@ -100,80 +100,6 @@ class RollbackFailedError(PermanentError):
     """The delivery failed and putting the previous version back failed too."""
 
 
-@dataclass
-class RollbackLedger:
-    """What the rollback hook needs and what it did, shared by the flow and the hook.
-
-    Prefect deep-copies transaction values and task parameters, so the hook finds the
-    ledger by ``key`` in a process-wide registry (see :func:`open_ledger`) rather than
-    receiving it.
-    """
-
-    repository: GitOpsRepository
-    commit: str
-    branch: str | None = None
-    reason: str = ""
-    revert: RevertResult | None = None
-    error: str | None = None
-    key: str = field(default_factory=lambda: uuid.uuid4().hex)
-
-
-_LEDGERS: dict[str, RollbackLedger] = {}
-_LEDGERS_LOCK = threading.Lock()
-
-
-def open_ledger(
-    repository: GitOpsRepository, commit: str, branch: str | None = None
-) -> RollbackLedger:
-    """Register a ledger for the manifest ``commit`` (pass its ``key`` to the task)."""
-    ledger = RollbackLedger(repository=repository, commit=commit, branch=branch)
-    with _LEDGERS_LOCK:
-        _LEDGERS[ledger.key] = ledger
-    return ledger
-
-
-def close_ledger(ledger: RollbackLedger) -> None:
-    """Forget a ledger once its transaction is over."""
-    with _LEDGERS_LOCK:
-        _LEDGERS.pop(ledger.key, None)
-
-
-@task(name="record-manifest-commit", cache_policy=NO_CACHE)
-def record_manifest_commit(ledger_key: str) -> str:
-    """Enlist the pushed manifest commit (ledger from :func:`open_ledger`) in the current
-    transaction.
-
-    Does nothing by itself; its ``on_rollback`` hook reverts the commit when anything
-    later in the same transaction fails.
-    """
-    with _LEDGERS_LOCK:
-        ledger = _LEDGERS[ledger_key]
-    txn = get_transaction()
-    if txn is not None:
-        txn.set("ledger_key", ledger_key)
-    return ledger.commit
-
-
-@record_manifest_commit.on_rollback
-def _revert_on_rollback(txn: Transaction) -> None:
-    """Rollback hook: push a revert commit; record the outcome in the ledger."""
-    with _LEDGERS_LOCK:
-        ledger = _LEDGERS[txn.get("ledger_key")]
-    try:
-        config = RevertConfig(
-            commit=ledger.commit,
-            branch=ledger.branch or ledger.repository.branch,
-            reason=ledger.reason,
-            author_name=ledger.repository.author_name,
-            author_email=ledger.repository.author_email,
-        )
-        with ledger.repository.git_environment() as env:
-            ledger.revert = revert_commit(ledger.repository.url, config, env=env)
-    except Exception as exc:
-        ledger.error = f"{type(exc).__name__}: {exc}"
-        raise
-
-
 def verify_delivery(cluster: Any, plan: VerifyPlan, *, prefix: str = "") -> list[VerifyResult]:
     """Verify every workload, then smoke checks, then metric gates (raises on the first
     failure, with its reason)."""
@@ -190,16 +116,6 @@ def verify_delivery(cluster: Any, plan: VerifyPlan, *, prefix: str = "") -> list
     for gate in plan.metrics:
         metric_gate(gate)
     return results
-
-
-def _emit(event: str, resource_id: str, payload: dict[str, Any]) -> None:
-    from prefect.events import emit_event
-
-    emit_event(
-        event=event,
-        resource={"prefect.resource.id": resource_id, "prefect.resource.name": resource_id},
-        payload=payload,
-    )
 
 
 def _reason(exc: BaseException) -> str:
@@ -225,58 +141,53 @@ def sync_and_verify(
     rollback (or :class:`RollbackFailedError` when the rollback failed as well).
     """
     resource_id = f"shipyard.delivery.{app or sync.app}.{environment or 'default'}"
-    ledger = open_ledger(repository, commit, sync.branch)
     # Inside a caller's transaction, ours is its child: a later failure of the caller
-    # rolls ours back too, so the ledger must outlive this flow (it is tiny).
-    nested = get_transaction() is not None
+    # rolls ours back too, and the hook finds what it needs in the transactions.
     try:
-        with transaction():
-            record_manifest_commit(ledger.key)
+        with transaction() as txn:
+            record_manifest_commit(repository, commit, sync.branch)
             try:
                 synced = sync_app(cluster, sync.model_copy(update={"revision": commit}))
                 verified = verify_delivery(cluster, plan)
             except BaseException as exc:
-                ledger.reason = _reason(exc)
+                set_rollback_reason(txn, _reason(exc))
                 raise
     except Exception as exc:  # noqa: BLE001 - any failure of the delivery triggers rollback
-        original = exc
-    else:
-        if not nested:
-            close_ledger(ledger)
-        _emit(EVENT_VERIFIED, resource_id, {"commit": commit, "driver": synced.driver})
-        return DeliveryOutcome(commit=synced.revision, sync=synced, verified=verified)
-    try:
-        _finish_rollback(cluster, sync, plan, ledger, original, resource_id)
-    finally:
-        close_ledger(ledger)
+        _finish_rollback(
+            cluster, sync, plan, commit, rollback_outcome(txn), _reason(exc), exc, resource_id
+        )
+    emit(EVENT_VERIFIED, resource_id, {"commit": commit, "driver": synced.driver}, resource_id)
+    return DeliveryOutcome(commit=synced.revision, sync=synced, verified=verified)
 
 
 def _finish_rollback(
     cluster: Any,
     sync: SyncConfig,
     plan: VerifyPlan,
-    ledger: RollbackLedger,
+    commit: str,
+    outcome: RollbackOutcome | None,
+    reason: str,
     original: Exception,
     resource_id: str,
 ) -> NoReturn:
     """After the hook reverted git: sync the revert, verify the previous version, report."""
-    reason = ledger.reason or _reason(original)
-    payload: dict[str, Any] = {"commit": ledger.commit, "reason": reason}
+    payload: dict[str, Any] = {"commit": commit, "reason": reason}
     failure: str | None = None
-    if ledger.revert is None:
-        failure = f"revert of {ledger.commit[:12]} failed: {ledger.error or 'hook did not run'}"
+    if outcome is None or outcome.revert is None:
+        error = outcome.error if outcome is not None else None
+        failure = f"revert of {commit[:12]} failed: {error or 'hook did not run'}"
     else:
-        payload["revert_commit"] = ledger.revert.revert_commit
+        payload["revert_commit"] = outcome.revert.revert_commit
         try:
             rollback_sync = sync_app.with_options(name="rollback-sync")
             rollback_sync(
-                cluster, sync.model_copy(update={"revision": ledger.revert.revert_commit})
+                cluster, sync.model_copy(update={"revision": outcome.revert.revert_commit})
             )
             verify_delivery(cluster, plan.without_digest(), prefix="rollback-")
         except Exception as exc:  # noqa: BLE001 - any failure here means rollback failed
             failure = f"previous version is not healthy after the revert: {_reason(exc)}"
     lines = [
-        f"# Rollback of `{ledger.commit[:12]}`",
+        f"# Rollback of `{commit[:12]}`",
         "",
         f"* reason: {reason}",
         f"* revert commit: `{payload.get('revert_commit', 'none')}`",
@@ -285,9 +196,9 @@ def _finish_rollback(
     create_markdown_artifact("\n".join(lines), description="automatic rollback")
     if failure is not None:
         payload["rollback_error"] = failure
-        _emit(EVENT_ROLLBACK_FAILED, resource_id, payload)
+        emit(EVENT_ROLLBACK_FAILED, resource_id, payload, resource_id)
         raise RollbackFailedError(
-            f"delivery of {ledger.commit[:12]} failed ({reason}) and the rollback failed: {failure}"
+            f"delivery of {commit[:12]} failed ({reason}) and the rollback failed: {failure}"
         ) from original
-    _emit(EVENT_ROLLED_BACK, resource_id, payload)
+    emit(EVENT_ROLLED_BACK, resource_id, payload, resource_id)
     raise original
