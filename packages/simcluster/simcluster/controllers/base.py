@@ -1,13 +1,18 @@
-"""The controller runtime: a de-duplicating work queue per controller, plus timers."""
+"""The controller runtime: a de-duplicating work queue per controller, plus timers.
+
+Also the pieces every owner-driven controller shares: ``OwnerController`` (keying on a
+primary resource and the objects it owns), owner references, conditions and status writes.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 from collections.abc import Hashable
-from typing import Any
+from typing import Any, cast
 
 from simcluster.config import SimConfig
+from simcluster.errors import ApiError
 from simcluster.resources import ResourceType
 from simcluster.store import Store, WatchEvent, clone
 
@@ -15,6 +20,8 @@ JSON = dict[str, Any]
 log = logging.getLogger("simcluster.controllers")
 
 OWNER = "ownerReferences"
+CONTROLLER_MANAGER = "kube-controller-manager"
+"""The field manager (and event source host) of every built-in workload controller."""
 
 
 class Controller:
@@ -72,6 +79,69 @@ class Controller:
 
     def start(self) -> None:
         """Hook run when the controller's loop starts (enqueue existing objects)."""
+
+
+def object_key(event: WatchEvent) -> list[Hashable]:
+    """The ``(namespace, name)`` key of the object in ``event``."""
+    meta = event.obj["metadata"]
+    return [(meta.get("namespace", ""), meta["name"])]
+
+
+def owner_keys(event: WatchEvent, kind: str) -> list[Hashable]:
+    """``(namespace, name)`` keys of the ``kind`` controllers owning the object in ``event``."""
+    meta = event.obj["metadata"]
+    return [
+        (meta.get("namespace", ""), ref["name"])
+        for ref in meta.get(OWNER) or []
+        if ref.get("controller") and ref.get("kind") == kind
+    ]
+
+
+class OwnerController(Controller):
+    """A controller of one primary resource that owns objects of another type.
+
+    Subclasses name the primary resource (``resource``, ``kind``) and what it owns
+    (``owns``). A change to a primary object, or to an object it controls, queues the
+    primary's ``(namespace, name)`` key; deletions of the primary itself are left to the
+    garbage collector. Every existing primary object is queued at start.
+    """
+
+    component = "controller-manager"
+    resource: tuple[str, str]
+    kind: str
+    owns: tuple[str, str]
+
+    def primary_rt(self) -> ResourceType:
+        """The resource type this controller reconciles."""
+        return self.rt(*self.resource)
+
+    def keys_for(self, rt: ResourceType, event: WatchEvent) -> list[Hashable]:
+        if rt.key == self.resource and event.type != "DELETED":
+            return object_key(event)
+        if rt.key == self.owns:
+            return owner_keys(event, self.kind)
+        return []
+
+    def start(self) -> None:
+        for obj in self.store.select(self.primary_rt()):
+            self.enqueue((obj["metadata"]["namespace"], obj["metadata"]["name"]))
+
+    def live(self, key: Hashable) -> JSON | None:
+        """The primary object named by ``key``, or None if it is gone or being deleted."""
+        ns, name = cast(tuple[str, str], key)
+        obj = self.store.try_get(self.primary_rt(), ns, name)
+        if obj is None or obj["metadata"].get("deletionTimestamp"):
+            return None
+        return obj
+
+    def delete_quietly(self, rt: ResourceType, obj: JSON, propagation: str | None = None) -> None:
+        """Delete ``obj``, ignoring API errors (it may already be gone)."""
+        try:
+            self.store.delete(
+                rt, obj["metadata"]["namespace"], obj["metadata"]["name"], propagation=propagation
+            )
+        except ApiError:
+            pass
 
 
 def owner_ref(obj: JSON, controller: bool = True) -> JSON:
