@@ -28,7 +28,8 @@ from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
-from tasks.git_write import GitWriteConfig, ImageUpdate, WriteBackResult, WriteBatcher, write_back
+from shipyard.core.git import GitWriteConfig
+from tasks.git_write import ImageUpdate, WriteBackResult, WriteBatcher, write_back
 from tasks.set_image import SetImageConfig
 
 ENVS = ("dev", "staging", "prod")

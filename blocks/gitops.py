@@ -22,8 +22,8 @@ from prefect.blocks.core import Block
 from pydantic import Field, SecretStr
 
 from shipyard.core.errors import ConfigError
+from shipyard.core.git import GitWriteConfig, HostingApi
 from shipyard.core.redact import register_secret
-from tasks.git_write import GitWriteConfig
 
 DEFAULT_API_URLS = {"github": "https://api.github.com", "gitlab": "https://gitlab.com/api/v4"}
 TOKEN_USERS = {"github": "x-access-token", "gitlab": "oauth2", "none": "git"}
@@ -67,6 +67,12 @@ class GitOpsRepository(Block):
         if "/" not in path:
             raise ConfigError(f"cannot derive owner/repo from {self.safe_url()}; set 'project'")
         return path
+
+    def hosting_api(self) -> HostingApi:
+        """Where and how PR mode calls the hosting API; ConfigError when none is configured."""
+        base_url = self.api_base_url()
+        kind: Literal["github", "gitlab"] = "github" if self.api == "github" else "gitlab"
+        return HostingApi(kind, base_url, self.project_path(), self.api_headers())
 
     def safe_url(self) -> str:
         """The URL without any user-info, for messages."""
@@ -122,7 +128,7 @@ class GitOpsRepository(Block):
             yield env
 
     def write_config(self, **overrides: Any) -> GitWriteConfig:
-        """A :class:`tasks.git_write.GitWriteConfig` for this repo (branch, author)."""
+        """A :class:`shipyard.core.git.GitWriteConfig` for this repo (branch, author)."""
         values: dict[str, Any] = {
             "branch": self.branch,
             "author_name": self.author_name,

@@ -15,8 +15,8 @@ from prefect.artifacts import create_table_artifact
 from flows.common import emit
 from tasks.detect_drift import DriftConfig, DriftItem, DriftReport
 from tasks.steps.drift import detect_drift_task
+from tasks.steps.rollout import sync_app
 from tasks.sync.config import SyncConfig
-from tasks.sync_app import sync_app
 
 __all__ = ["DriftConfig", "DriftItem", "DriftReport", "drift_check"]
 

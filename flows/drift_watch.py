@@ -18,7 +18,7 @@ from blocks.gitops import GitOpsRepository
 from flows.common import load_block
 from flows.deliver import DEFAULT_OPTIONS, DeliverOptions
 from flows.drift_check import DriftConfig, DriftReport, drift_check
-from tasks.read_catalog import read_catalog
+from tasks.steps.gitops import read_catalog
 from tasks.sync.config import SyncConfig
 
 

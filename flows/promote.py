@@ -23,14 +23,13 @@ from blocks.gitops import GitOpsRepository
 from flows.approval import request_approval
 from flows.common import Provenance, flow_run_id, load_block, publish_provenance
 from flows.deliver import DEFAULT_OPTIONS, DeliverOptions, converge
+from flows.limits import ensure_limit
 from flows.sync_verify import VerifyPlan, verify_delivery
 from shipyard.core.errors import PermanentError
-from shipyard.core.limits import ensure_limit, limit_name
-from tasks.commit_push import commit_and_push
-from tasks.commit_push import limit_name as git_limit_name
-from tasks.promote_image import PromoteImageConfig, plan_promote
-from tasks.pull_request import PullRequestConfig, pull_request
-from tasks.read_catalog import read_catalog
+from shipyard.core.limits import git_writers_limit, limit_name
+from tasks.promote_image import PromoteImageConfig
+from tasks.pull_request import PullRequestConfig
+from tasks.steps.gitops import commit_and_push, plan_promote, pull_request, read_catalog
 
 
 @flow(name="promote")
@@ -98,7 +97,7 @@ def promote(
             )
             commit = opened.merged_commit
         else:
-            writers = git_limit_name(repository.url, target.branch)
+            writers = git_writers_limit(repository.url, target.branch)
             ensure_limit(writers, 1)
             commit = commit_and_push(repository, [plan.update], write).commit
         revision = converge(cluster, repository, entry, target, commit, pinned)

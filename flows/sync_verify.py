@@ -31,17 +31,15 @@ from blocks.gitops import GitOpsRepository
 from flows.common import emit
 from shipyard.core.catalog import Environment, MetricGate, SmokeCheck
 from shipyard.core.errors import PermanentError, ShipyardError
-from tasks.metric_gate import metric_gate
-from tasks.smoke_check import smoke_check
 from tasks.steps.rollback import (
     RollbackOutcome,
     record_manifest_commit,
     rollback_outcome,
     set_rollback_reason,
 )
+from tasks.steps.rollout import metric_gate, smoke_check, sync_app, verify_rollout
 from tasks.sync.config import SyncConfig, SyncResult
-from tasks.sync_app import sync_app
-from tasks.verify_rollout import VerifyConfig, VerifyResult, verify_rollout
+from tasks.verify_rollout import VerifyConfig, VerifyResult
 
 __all__ = [
     "DeliveryOutcome",

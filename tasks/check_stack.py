@@ -2,7 +2,8 @@
 
 Used by the `check_stack` smoke flow that the quick start runs: a registry catalog
 call, a Docker API ping, an S3 bucket round trip, a git ls-remote, a Kubernetes
-/version call. Each probe returns a ``ServiceCheck``; none raises.
+/version call. Each probe returns a ``ServiceCheck``; none raises. The task
+``check_service`` is in :mod:`tasks.steps.stack`.
 """
 
 from __future__ import annotations
@@ -14,9 +15,20 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import httpx
-from prefect import task
 
-from blocks.storage import s3_client
+from shipyard.core.kube import api_client
+from shipyard.core.s3 import s3_client
+
+__all__ = [
+    "PROBES",
+    "ServiceCheck",
+    "check_docker",
+    "check_git",
+    "check_kube",
+    "check_registry",
+    "check_s3",
+    "probe_service",
+]
 
 
 @dataclass(frozen=True)
@@ -100,8 +112,6 @@ def check_kube(kubeconfig: str) -> ServiceCheck:
     def probe() -> str:
         from kubernetes import client
 
-        from blocks.cluster import api_client
-
         with api_client(kubeconfig) as api:
             version = client.VersionApi(api).get_code()
         return f"Kubernetes {version.git_version}"
@@ -109,14 +119,15 @@ def check_kube(kubeconfig: str) -> ServiceCheck:
     return _timed("kubernetes", probe)
 
 
-@task(name="check-service", retries=2, retry_delay_seconds=1)
-def check_service(service: str, address: str) -> ServiceCheck:
-    """Prefect task running the probe for ``service`` at ``address``."""
-    probes: dict[str, Callable[[str], ServiceCheck]] = {
-        "registry": check_registry,
-        "docker": check_docker,
-        "s3": check_s3,
-        "git": check_git,
-        "kubernetes": check_kube,
-    }
-    return probes[service](address)
+PROBES: dict[str, Callable[[str], ServiceCheck]] = {
+    "registry": check_registry,
+    "docker": check_docker,
+    "s3": check_s3,
+    "git": check_git,
+    "kubernetes": check_kube,
+}
+
+
+def probe_service(service: str, address: str) -> ServiceCheck:
+    """Run the probe for ``service`` (a key of :data:`PROBES`) at ``address``."""
+    return PROBES[service](address)

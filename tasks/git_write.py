@@ -1,9 +1,9 @@
 """Commit image updates to a GitOps repo and push them without losing anyone's update.
 
-Three layers, as every step: :class:`GitWriteConfig` (typed, validated), the git layer
-(:func:`clone`, :func:`commit_files`, :func:`write_back`) built on gitpython and a real
-``git`` binary, and the thin Prefect task :func:`commit_and_push` in
-:mod:`tasks.commit_push`.
+Three layers, as every step: :class:`~shipyard.core.git.GitWriteConfig` (typed,
+validated; in the foundation because blocks build it), this core (:func:`write_back`,
+:func:`push_updates`) on the git primitives of :mod:`shipyard.core.git`, and the thin
+Prefect task ``commit_and_push`` in :mod:`tasks.steps.gitops`.
 
 Pushing is optimistic and never forced. On a non-fast-forward (or a ref lock lost to
 another writer) :func:`write_back` fetches the new tip, resets to it, *re-runs the pure
@@ -15,10 +15,8 @@ overwritten), commits again and retries with jittered exponential backoff, up to
 
 from __future__ import annotations
 
-import os
 import random
 import re
-import string
 import tempfile
 import threading
 import time
@@ -26,103 +24,31 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from git import Repo
-from git.exc import GitCommandError
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
-from shipyard.core.errors import ConfigError, PermanentError, TransientError
-from shipyard.core.redact import redact
+from shipyard.core.errors import PermanentError, TransientError
+from shipyard.core.git import (
+    GitWriteConfig,
+    backoff_delay,
+    clone,
+    commit_files,
+    fetch_branch,
+    push_head,
+)
 from tasks.set_image import Change, SetImageConfig, set_image
 
 __all__ = [
-    "DEFAULT_MESSAGE",
-    "GitWriteConfig",
     "ImageUpdate",
     "WriteBackResult",
     "WriteBatcher",
     "apply_updates",
-    "clone",
-    "commit_files",
     "push_updates",
     "render_message",
     "write_back",
 ]
-
-DEFAULT_MESSAGE = (
-    "{app}({environment}): {image} {old_version} -> {new_version}\n"
-    "\n"
-    "Digest: {digest}\n"
-    "Source-Commit: {source_commit}\n"
-    "Flow-Run: {flow_run_url}\n"
-)
-MESSAGE_FIELDS = frozenset(
-    {
-        "app",
-        "environment",
-        "image",
-        "old",
-        "new",
-        "old_version",
-        "new_version",
-        "tag",
-        "digest",
-        "source_commit",
-        "flow_run_url",
-        "path",
-    }
-)
-_BASE_ENV = {"GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true", "LC_ALL": "C"}
-
-
-class GitWriteConfig(BaseModel):
-    """How to write to the GitOps repo: branch, author, message, retry bounds."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    branch: str = Field("main", description="Branch to push to.")
-    author_name: str = Field("Shipyard", description="Commit author and committer name.")
-    author_email: str = Field(
-        "shipyard@localhost", description="Commit author and committer email."
-    )
-    message_template: str = Field(
-        DEFAULT_MESSAGE,
-        description="Commit message; fields: " + ", ".join(sorted(MESSAGE_FIELDS)) + ".",
-    )
-    flow_run_url: str | None = Field(None, description="Link to the flow run, for the message.")
-    max_attempts: int = Field(8, ge=1, le=100, description="Push attempts before giving up.")
-    backoff_seconds: float = Field(0.2, ge=0, description="First retry delay; doubles, jittered.")
-    backoff_max_seconds: float = Field(5.0, ge=0, description="Cap of one retry delay.")
-    depth: int | None = Field(1, ge=1, description="Clone depth; None clones full history.")
-    sparse: bool | None = Field(
-        None,
-        description="Check out only the paths being edited: True, False, or None = when the "
-        "branch holds more than sparse_threshold_files files.",
-    )
-    sparse_threshold_files: int = Field(
-        2000, ge=0, description="Automatic sparse checkout above this many files."
-    )
-    timeout_seconds: float = Field(120.0, gt=0, description="Deadline of one git network call.")
-
-    @field_validator("branch")
-    @classmethod
-    def _branch(cls, value: str) -> str:
-        if not re.fullmatch(r"[A-Za-z0-9._/-]+", value) or ".." in value or value.startswith("-"):
-            raise ValueError(f"invalid branch name {value!r}")
-        return value
-
-    @field_validator("message_template")
-    @classmethod
-    def _template(cls, value: str) -> str:
-        try:
-            names = {f for _, f, _, _ in string.Formatter().parse(value) if f}
-        except ValueError as exc:
-            raise ValueError(f"message template: {exc}") from None
-        unknown = names - MESSAGE_FIELDS
-        if unknown:
-            raise ValueError(f"message template has unknown fields {sorted(unknown)}")
-        return value
 
 
 class ImageUpdate(BaseModel):
@@ -199,147 +125,7 @@ def render_message(
     return head + "\n\n".join(f"* {r}" for r in rendered) + "\n"
 
 
-# --- git layer -------------------------------------------------------------------------
-
-
-def _env(extra: Mapping[str, str] | None) -> dict[str, str]:
-    return {**_BASE_ENV, **(extra or {})}
-
-
-def _git_error(exc: GitCommandError, action: str) -> Exception:
-    """Translate a failed git call into the error split (once, here)."""
-    text = redact(f"{exc.stderr or ''} {exc.stdout or ''}".strip())
-    low = text.lower()
-    transient_race = (
-        "non-fast-forward",
-        "fetch first",
-        "[rejected]",
-        "stale info",
-        "cannot lock ref",
-        "failed to update ref",
-        "incorrect old value",
-        "failed to lock",
-    )
-    permanent = (
-        "authentication failed",
-        "permission denied",
-        "could not read username",
-        "403",
-        "401",
-        "protected branch",
-        "pre-receive hook declined",
-        "repository not found",
-        "does not appear to be a git repository",
-        "couldn't find remote ref",
-        "remote branch",
-    )
-    network = (
-        "could not resolve host",
-        "connection refused",
-        "connection reset",
-        "timed out",
-        "early eof",
-        "the remote end hung up",
-        "503",
-        "502",
-        "429",
-    )
-    line = " ".join(text.split())[:300]
-    if any(p in low for p in transient_race):
-        return _NonFastForward(f"git {action} rejected: {line}")
-    if any(p in low for p in permanent):
-        return PermanentError(f"git {action} failed: {line}")
-    if any(p in low for p in network) or exc.status in (-9, -15):
-        return TransientError(f"git {action} failed: {line}")
-    return PermanentError(f"git {action} failed: {line}")
-
-
-class _NonFastForward(TransientError):
-    """The branch moved under us; fetch, re-apply and push again."""
-
-
-def _sparse_dirs(paths: Sequence[str]) -> list[str]:
-    out = set()
-    for p in paths:
-        pp = PurePosixPath(p)
-        if pp.suffix in {".yaml", ".yml"} or pp.name == "Kustomization":
-            pp = pp.parent
-        out.add(pp.as_posix())
-    return sorted(out)
-
-
-def clone(
-    url: str,
-    dest: str | Path,
-    config: GitWriteConfig,
-    *,
-    paths: Sequence[str] = (),
-    env: Mapping[str, str] | None = None,
-) -> Repo:
-    """Clone ``config.branch`` of ``url`` into ``dest``: shallow, and sparse for large repos.
-
-    When ``paths`` are given and sparse checkout is possible, the clone is blob-less and
-    without checkout; then either only the directories of ``paths`` are checked out
-    (``sparse=True``, or ``None`` and the branch is large) or everything is. A local path
-    is turned into a ``file://`` URL so that ``--depth`` and ``--filter`` are honoured.
-    """
-    if "://" not in url and not re.match(r"^[\w.-]+@[\w.-]+:", url):
-        url = Path(url).resolve().as_uri()
-    options = ["--single-branch", f"--branch={config.branch}", "--no-tags"]
-    if config.depth is not None:
-        options.append(f"--depth={config.depth}")
-    sparse_dirs = _sparse_dirs(paths) if config.sparse is not False and paths else []
-    if "." in sparse_dirs:
-        sparse_dirs = []
-    if sparse_dirs:
-        options += ["--filter=blob:none", "--no-checkout"]
-    timeout = config.timeout_seconds
-    try:
-        repo = Repo.clone_from(
-            url, str(dest), multi_options=options, env=_env(env), kill_after_timeout=timeout
-        )
-    except GitCommandError as exc:
-        raise _git_error(exc, "clone") from None
-    repo.git.update_environment(**_env(env))
-    if not sparse_dirs:
-        return repo
-    try:
-        sparse = config.sparse
-        if sparse is None:
-            files = repo.git.ls_tree("-r", "--name-only", "HEAD").count("\n") + 1
-            sparse = files > config.sparse_threshold_files
-        if sparse:
-            repo.git.sparse_checkout("set", "--cone", *sparse_dirs, kill_after_timeout=timeout)
-        repo.git.checkout("-q", config.branch, kill_after_timeout=timeout)
-    except GitCommandError as exc:
-        raise _git_error(exc, "checkout") from None
-    return repo
-
-
-def commit_files(
-    repo: Repo,
-    files: Sequence[str],
-    message: str,
-    *,
-    author_name: str,
-    author_email: str,
-    verify: bool = False,
-) -> str:
-    """Stage exactly ``files`` and commit them; returns the new commit's sha.
-
-    Uses the ``git`` binary so the repo's own configuration (e.g. ``commit.gpgsign``)
-    applies; ``verify`` runs the repo's commit hooks (a fresh clone has none).
-    """
-    ident = {
-        "GIT_AUTHOR_NAME": author_name,
-        "GIT_AUTHOR_EMAIL": author_email,
-        "GIT_COMMITTER_NAME": author_name,
-        "GIT_COMMITTER_EMAIL": author_email,
-    }
-    with repo.git.custom_environment(**ident):
-        repo.git.add("--", *files)
-        repo.git.commit("-q", *([] if verify else ["--no-verify"]), "-m", message)
-    return str(repo.head.commit.hexsha)
+# --- write-back ------------------------------------------------------------------------
 
 
 def apply_updates(
@@ -398,7 +184,6 @@ def push_updates(
     """Apply, commit and push ``updates`` in an existing clone ``repo`` (see write_back)."""
     rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
     first_seen: dict[int, set[tuple[str, str]]] = {}
-    ref = f"refs/remotes/origin/{config.branch}"
     last_error: Exception | None = None
     for attempt in range(1, config.max_attempts + 1):
         applied = apply_updates(str(repo.working_tree_dir or "."), updates)
@@ -411,43 +196,25 @@ def push_updates(
             repo, files, message, author_name=config.author_name, author_email=config.author_email
         )
         try:
-            repo.git.push(
-                "--porcelain",
-                "origin",
-                f"HEAD:refs/heads/{config.branch}",
-                kill_after_timeout=config.timeout_seconds,
-            )
-        except GitCommandError as exc:
-            error = _git_error(exc, "push")
-            if not isinstance(error, TransientError):
-                raise error from None
+            push_head(repo, config.branch, config.timeout_seconds)
+        except TransientError as error:
             last_error = error
         else:
             changes = [c for _, cs in applied for c in cs]
             return WriteBackResult(sha, changes, attempt, config.branch)
         if attempt == config.max_attempts:
             break
-        cap = min(config.backoff_max_seconds, config.backoff_seconds * 2 ** (attempt - 1))
-        sleep(cap * (0.5 + rng.random()))
-        _refresh(repo, config, ref)
+        sleep(backoff_delay(attempt, config.backoff_seconds, config.backoff_max_seconds, rng))
+        _refresh(repo, config)
     raise TransientError(
         f"push to {config.branch} still rejected after {config.max_attempts} attempts",
         hint=str(last_error) if last_error else None,
     )
 
 
-def _refresh(repo: Repo, config: GitWriteConfig, ref: str) -> None:
+def _refresh(repo: Repo, config: GitWriteConfig) -> None:
     """Move the working tree to the remote's new tip (drops our unpushed commit)."""
-    depth = [f"--depth={config.depth}"] if config.depth is not None else []
-    try:
-        repo.git.fetch(
-            *depth,
-            "origin",
-            f"+refs/heads/{config.branch}:{ref}",
-            kill_after_timeout=config.timeout_seconds,
-        )
-    except GitCommandError as exc:
-        raise _git_error(exc, "fetch") from None
+    ref = fetch_branch(repo, config.branch, config.timeout_seconds, depth=config.depth)
     repo.git.reset("-q", "--hard", ref)
 
 
@@ -483,38 +250,6 @@ def _workspace(workdir: str | Path | None) -> Iterator[Path]:
         return
     with tempfile.TemporaryDirectory(prefix="shipyard-gitops-") as tmp:
         yield Path(tmp) / "checkout"
-
-
-def commit_local(
-    repo_dir: str | Path,
-    files: Sequence[str],
-    message: str,
-    *,
-    author_name: str | None = None,
-    author_email: str | None = None,
-) -> str:
-    """Commit ``files`` in an existing working tree (the CLI's ``--commit``).
-
-    Author defaults to the repo's own ``user.name``/``user.email``, then to Shipyard.
-    """
-    try:
-        repo = Repo(str(repo_dir), search_parent_directories=True)
-    except Exception as exc:  # noqa: BLE001 - gitpython raises several kinds here
-        raise ConfigError(f"{repo_dir} is not a git working tree ({type(exc).__name__})") from None
-    try:
-        reader = repo.config_reader()
-        name = author_name or str(reader.get_value("user", "name", "Shipyard"))
-        email = author_email or str(reader.get_value("user", "email", "shipyard@localhost"))
-        root = Path(repo.working_tree_dir or repo_dir).resolve()
-        rels = [os.path.relpath(Path(repo_dir).resolve() / f, root) for f in files]
-        with repo.git.custom_environment(**_BASE_ENV):
-            return commit_files(
-                repo, rels, message, author_name=name, author_email=email, verify=True
-            )
-    except GitCommandError as exc:
-        raise _git_error(exc, "commit") from None
-    finally:
-        repo.close()
 
 
 class WriteBatcher:

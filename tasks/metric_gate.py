@@ -9,8 +9,9 @@ wait for the rest) or errors exceed ``error_limit`` in a row, and succeeds after
 ``count`` measurements otherwise.
 
 Pure core: :func:`parse_query_result`, :func:`judge_value`, :func:`analysis_phase`. I/O:
-:func:`run_analysis` over an httpx client (a port). The task raises
-:class:`PolicyError` when the analysis fails.
+:func:`run_analysis` over an httpx client (a port); :func:`gate_on_metrics` runs it with
+its own client and raises :class:`PolicyError` when the analysis fails. The task
+``metric_gate`` is in :mod:`tasks.steps.rollout`.
 """
 
 from __future__ import annotations
@@ -21,8 +22,6 @@ from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 import httpx
-from prefect import task
-from prefect.cache_policies import NONE as NO_CACHE
 from pydantic import BaseModel, Field
 
 from shipyard.core.catalog import MetricGate
@@ -32,8 +31,8 @@ __all__ = [
     "AnalysisResult",
     "Measurement",
     "analysis_phase",
+    "gate_on_metrics",
     "judge_value",
-    "metric_gate",
     "parse_query_result",
     "run_analysis",
 ]
@@ -139,9 +138,8 @@ def run_analysis(
         sleep(gate.interval_seconds)
 
 
-@task(name="metric-gate", cache_policy=NO_CACHE)
-def metric_gate(gate: MetricGate) -> AnalysisResult:
-    """Run the analysis; PolicyError (not retried) unless it is Successful."""
+def gate_on_metrics(gate: MetricGate) -> AnalysisResult:
+    """Run the analysis; PolicyError (a failed gate, not retried) unless it is Successful."""
     with httpx.Client(timeout=10.0) as client:
         result = run_analysis(gate, client)
     if result.phase != "Successful":

@@ -4,32 +4,35 @@ The environments, their order and their paths come from the app catalog in the G
 repo (:mod:`shipyard.core.catalog`). :func:`plan_promotion` is pure over a working tree: it
 reads the image references environment A's files pin, checks them against the digest the
 caller verified, and returns the :class:`~tasks.git_write.ImageUpdate` for environment B.
-:func:`promote` is the Prefect task: clone, plan, then push or open a pull request as the
-target environment's catalog entry says.
+:func:`plan_promotion_in` clones the repo and plans there; :func:`promote_image` plans and
+pushes to the target environment's branch (targets that take changes through a pull
+request are refused: the flow opens one). The tasks ``plan_promote`` and ``promote`` are
+in :mod:`tasks.steps.gitops`.
 """
 
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from prefect import task
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from blocks.gitops import GitOpsRepository
 from shipyard.core.catalog import App, Catalog, Environment, load_catalog
-from shipyard.core.errors import ConfigError, PolicyError, retry_condition
-from tasks.git_write import GitWriteConfig, ImageUpdate, WriteBackResult, clone, push_updates
-from tasks.set_image import SetImageConfig, find_images, validate_digest
+from shipyard.core.errors import ConfigError, PolicyError
+from shipyard.core.git import GitWriteConfig, clone
+from shipyard.core.oci import validate_digest
+from tasks.git_write import ImageUpdate, WriteBackResult, push_updates
+from tasks.set_image import SetImageConfig, find_images
 
 __all__ = [
     "PromoteImageConfig",
     "Promotion",
     "image_update",
-    "plan_promote",
     "plan_promotion",
-    "promote",
+    "plan_promotion_in",
+    "promote_image",
 ]
 
 
@@ -135,69 +138,62 @@ def image_update(
 
 
 def _plan_in_clone(
-    repository: GitOpsRepository,
+    url: str,
     config: PromoteImageConfig,
     base: GitWriteConfig,
-    env: dict[str, str],
+    env: Mapping[str, str] | None,
     tmp: Path,
 ) -> Promotion:
     """Clone the source environment's branch and plan the promotion there."""
-    reader = clone(repository.url, tmp / "read", base, env=env)
+    reader = clone(url, tmp / "read", base, env=env)
     try:
         catalog = load_catalog(str(reader.working_tree_dir))
         source_branch = catalog.app(config.app).environment(config.from_environment).branch
         if source_branch != base.branch:
             reader.close()
             source_config = base.model_copy(update={"branch": source_branch})
-            reader = clone(repository.url, tmp / "source", source_config, env=env)
+            reader = clone(url, tmp / "source", source_config, env=env)
         return plan_promotion(str(reader.working_tree_dir), catalog, config)
     finally:
         reader.close()
 
 
-@task(name="plan-promotion", retries=2, retry_delay_seconds=5, retry_condition_fn=retry_condition)
-def plan_promote(
-    repository: GitOpsRepository, config: PromoteImageConfig, write: GitWriteConfig | None = None
+def plan_promotion_in(
+    url: str,
+    config: PromoteImageConfig,
+    base: GitWriteConfig,
+    *,
+    env: Mapping[str, str] | None = None,
 ) -> Promotion:
-    """Read the catalog and the source environment from the repo; return the plan.
+    """Read the catalog and the source environment from the repo at ``url``; the plan.
 
     The flow then sends ``plan.update`` to ``commit_and_push`` or, when
     ``plan.target.pull_request``, to ``pull_request``, on ``plan.target.branch``.
     """
-    base = write or repository.write_config()
-    with (
-        tempfile.TemporaryDirectory(prefix="shipyard-promote-") as tmp,
-        repository.git_environment() as env,
-    ):
-        return _plan_in_clone(repository, config, base, env, Path(tmp))
+    with tempfile.TemporaryDirectory(prefix="shipyard-promote-") as tmp:
+        return _plan_in_clone(url, config, base, env, Path(tmp))
 
 
-@task(
-    name="promote-image",
-    retries=3,
-    retry_delay_seconds=[2, 10, 30],
-    retry_condition_fn=retry_condition,
-)
-def promote(
-    repository: GitOpsRepository, config: PromoteImageConfig, write: GitWriteConfig | None = None
+def promote_image(
+    url: str,
+    config: PromoteImageConfig,
+    base: GitWriteConfig,
+    *,
+    env: Mapping[str, str] | None = None,
 ) -> WriteBackResult:
     """Promote ``config.app`` by digest and push to the target environment's branch.
 
-    Targets with ``pull_request: true`` are refused with a PolicyError: use
-    :func:`plan_promote` and :func:`tasks.pull_request.pull_request` for those.
+    Targets with ``pull_request: true`` are refused with a PolicyError: plan with
+    :func:`plan_promotion_in` and open a pull request (``tasks.pull_request``) for those.
     """
-    base = write or repository.write_config()
-    with (
-        tempfile.TemporaryDirectory(prefix="shipyard-promote-") as tmp,
-        repository.git_environment() as env,
-    ):
-        plan = _plan_in_clone(repository, config, base, env, Path(tmp))
+    with tempfile.TemporaryDirectory(prefix="shipyard-promote-") as tmp:
+        plan = _plan_in_clone(url, config, base, env, Path(tmp))
         if plan.target.pull_request:
             raise PolicyError(
                 f"{config.app}: {plan.target.name} takes changes through a pull request"
             )
         target_config = base.model_copy(update={"branch": plan.target.branch})
-        repo = clone(repository.url, Path(tmp) / "target", target_config, env=env)
+        repo = clone(url, Path(tmp) / "target", target_config, env=env)
         try:
             return push_updates(repo, [plan.update], target_config)
         finally:

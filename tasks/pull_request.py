@@ -9,6 +9,10 @@ and returns the merge commit, so the flow continues from exactly what landed.
 
 HTTP failures are translated once, here: 401/403/404/422 are permanent, 429/5xx and
 network errors transient (with the server's Retry-After when given).
+
+The core takes plain values (the clone URL, git credentials as environment, a
+:class:`~shipyard.core.git.HostingApi`); the task ``pull_request`` in
+:mod:`tasks.steps.gitops` takes them from the GitOps repository block.
 """
 
 from __future__ import annotations
@@ -24,18 +28,12 @@ from typing import Any, Protocol
 from urllib.parse import quote
 
 import httpx
-from prefect import task
 from pydantic import BaseModel, ConfigDict, Field
 
-from blocks.gitops import GitOpsRepository
-from shipyard.core.errors import (
-    PermanentError,
-    TransientError,
-    classify_http_status,
-    retry_condition,
-)
+from shipyard.core.errors import PermanentError, TransientError, classify_http_status
+from shipyard.core.git import GitWriteConfig, HostingApi, clone
 from shipyard.core.redact import redact
-from tasks.git_write import GitWriteConfig, ImageUpdate, clone, push_updates, render_message
+from tasks.git_write import ImageUpdate, push_updates, render_message
 from tasks.set_image import Change, set_image
 
 __all__ = [
@@ -46,7 +44,7 @@ __all__ = [
     "PullRequestResult",
     "hosting_for",
     "open_pull_request",
-    "pull_request",
+    "run_pull_request",
 ]
 
 
@@ -209,13 +207,11 @@ class GitLabMergeRequests:
         )
 
 
-def hosting_for(repository: GitOpsRepository, client: httpx.Client) -> Hosting:
-    """The hosting adapter for the block's ``api`` kind."""
-    if repository.api == "github":
-        return GitHubPulls(client, repository.project_path())
-    if repository.api == "gitlab":
-        return GitLabMergeRequests(client, repository.project_path())
-    raise PermanentError(f"{repository.safe_url()}: PR mode needs api github or gitlab")
+def hosting_for(api: HostingApi, client: httpx.Client) -> Hosting:
+    """The hosting adapter for ``api.kind``, calling through ``client``."""
+    if api.kind == "github":
+        return GitHubPulls(client, api.project)
+    return GitLabMergeRequests(client, api.project)
 
 
 def head_branch(updates: Sequence[ImageUpdate], base: str, prefix: str) -> str:
@@ -276,32 +272,23 @@ def open_pull_request(
     return PullRequestResult(request, head, changes)
 
 
-@task(
-    name="open-pull-request",
-    retries=3,
-    retry_delay_seconds=[5, 30, 120],
-    retry_condition_fn=retry_condition,
-)
-def pull_request(
-    repository: GitOpsRepository,
-    updates: list[ImageUpdate],
+def run_pull_request(
+    url: str,
+    updates: Sequence[ImageUpdate],
+    write: GitWriteConfig,
+    api: HostingApi,
     config: PullRequestConfig | None = None,
-    write: GitWriteConfig | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
 ) -> PullRequestResult:
-    """PR mode task: push a branch with ``updates`` and open (and maybe await) a request."""
+    """:func:`open_pull_request` through an HTTP client for ``api`` (GitHub or GitLab)."""
     config = config or PullRequestConfig()
-    write = write or repository.write_config()
-    headers = {"Accept": "application/json", **repository.api_headers()}
-    if repository.api == "github":
+    headers = {"Accept": "application/json", **api.headers}
+    if api.kind == "github":
         headers.update(
             {"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": "2022-11-28"}
         )
-    with (
-        httpx.Client(
-            base_url=repository.api_base_url(), headers=headers, timeout=config.http_timeout_seconds
-        ) as client,
-        repository.git_environment() as env,
-    ):
-        return open_pull_request(
-            repository.url, updates, write, config, hosting_for(repository, client), env=env
-        )
+    with httpx.Client(
+        base_url=api.base_url, headers=headers, timeout=config.http_timeout_seconds
+    ) as client:
+        return open_pull_request(url, updates, write, config, hosting_for(api, client), env=env)

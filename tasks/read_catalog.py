@@ -2,22 +2,21 @@
 
 A shallow, sparse clone of just the catalog file: cheap even for a repo of thousands of
 apps. Returns the parsed catalog and the commit it was read at, so a run records which
-version of the delivery policy it followed.
+version of the delivery policy it followed. The task ``read_catalog`` is in
+:mod:`tasks.steps.gitops`.
 """
 
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from prefect import task
-from prefect.cache_policies import NONE as NO_CACHE
-
-from blocks.gitops import GitOpsRepository
 from shipyard.core.catalog import CATALOG_FILE, Catalog, load_catalog
-from shipyard.core.errors import retry_condition
-from tasks.git_write import clone
+from shipyard.core.git import CloneConfig, clone
+
+__all__ = ["CatalogAt", "read_catalog_at"]
 
 
 @dataclass(frozen=True)
@@ -28,28 +27,14 @@ class CatalogAt:
     commit: str
 
 
-def read_catalog_at(repository: GitOpsRepository, branch: str | None = None) -> CatalogAt:
-    """Clone ``branch`` (default the block's) shallowly and parse its catalog."""
-    config = repository.write_config(**({"branch": branch} if branch else {}))
-    with (
-        tempfile.TemporaryDirectory(prefix="shipyard-catalog-") as tmp,
-        repository.git_environment() as env,
-    ):
-        repo = clone(repository.url, Path(tmp) / "r", config, paths=[CATALOG_FILE], env=env)
+def read_catalog_at(
+    url: str, config: CloneConfig, *, env: Mapping[str, str] | None = None
+) -> CatalogAt:
+    """Clone ``config.branch`` of ``url`` shallowly and parse its catalog."""
+    with tempfile.TemporaryDirectory(prefix="shipyard-catalog-") as tmp:
+        repo = clone(url, Path(tmp) / "r", config, paths=[CATALOG_FILE], env=env)
         try:
             catalog = load_catalog(Path(tmp) / "r")
             return CatalogAt(catalog, repo.head.commit.hexsha)
         finally:
             repo.close()
-
-
-@task(
-    name="read-catalog",
-    cache_policy=NO_CACHE,
-    retries=3,
-    retry_delay_seconds=[2, 10, 30],
-    retry_condition_fn=retry_condition,
-)
-def read_catalog(repository: GitOpsRepository, branch: str | None = None) -> CatalogAt:
-    """Prefect task around :func:`read_catalog_at`; network errors are retried."""
-    return read_catalog_at(repository, branch)

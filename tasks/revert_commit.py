@@ -11,8 +11,8 @@ retried rollback does not revert the revert). A revert that conflicts with later
 is a :class:`PermanentError`: a person has to decide.
 
 Layers: :class:`RevertConfig`, the git core :func:`revert_commit` (gitpython + the real
-``git`` binary, reusing :mod:`tasks.git_write`'s clone and error translation), and the
-thin task :func:`revert_manifest_commit` taking the GitOps repository block.
+``git`` binary, on the clone, push and error translation of :mod:`shipyard.core.git`),
+and the thin task ``revert_manifest_commit`` in :mod:`tasks.steps.gitops`.
 """
 
 from __future__ import annotations
@@ -26,15 +26,20 @@ from pathlib import Path
 
 from git import Repo
 from git.exc import GitCommandError
-from prefect import task
-from prefect.cache_policies import NONE as NO_CACHE
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from blocks.gitops import GitOpsRepository
-from shipyard.core.errors import PermanentError, TransientError, retry_condition
-from tasks.git_write import GitWriteConfig, _git_error, clone
+from shipyard.core.errors import PermanentError, TransientError
+from shipyard.core.git import (
+    CloneConfig,
+    GitWriteConfig,
+    author_env,
+    backoff_delay,
+    clone,
+    fetch_branch,
+    push_head,
+)
 
-__all__ = ["RevertConfig", "RevertResult", "revert_commit", "revert_manifest_commit"]
+__all__ = ["RevertConfig", "RevertResult", "revert_commit"]
 
 _SHA = re.compile(r"^[0-9a-f]{7,40}$")
 
@@ -60,6 +65,17 @@ class RevertConfig(BaseModel):
             raise ValueError(f"commit {value!r} must be a hex sha")
         return value
 
+    @classmethod
+    def on(cls, write: GitWriteConfig, commit: str, reason: str = "") -> RevertConfig:
+        """Revert ``commit`` on ``write``'s branch as ``write``'s author (e.g. a block's)."""
+        return cls(
+            commit=commit,
+            branch=write.branch,
+            reason=reason,
+            author_name=write.author_name,
+            author_email=write.author_email,
+        )
+
 
 class RevertResult(BaseModel):
     """The revert commit pushed (or the one that already existed)."""
@@ -68,15 +84,6 @@ class RevertResult(BaseModel):
     revert_commit: str = Field(description="The revert commit on the branch.")
     attempts: int = Field(0, description="Push attempts used (0 when already reverted).")
     already_reverted: bool = Field(False, description="True when the branch had it reverted.")
-
-
-def _ident(config: RevertConfig) -> dict[str, str]:
-    return {
-        "GIT_AUTHOR_NAME": config.author_name,
-        "GIT_AUTHOR_EMAIL": config.author_email,
-        "GIT_COMMITTER_NAME": config.author_name,
-        "GIT_COMMITTER_EMAIL": config.author_email,
-    }
 
 
 def _existing_revert(repo: Repo, sha: str) -> str | None:
@@ -93,7 +100,7 @@ def _make_revert(repo: Repo, sha: str, config: RevertConfig) -> str:
     if config.reason:
         reason = " ".join(config.reason.split())[:500]
         message += f"\nReason: {reason}\n"
-    with repo.git.custom_environment(**_ident(config)):
+    with repo.git.custom_environment(**author_env(config.author_name, config.author_email)):
         try:
             repo.git.revert("--no-edit", "--no-commit", sha)
         except GitCommandError as exc:
@@ -121,15 +128,9 @@ def revert_commit(
 ) -> RevertResult:
     """Push a commit reverting ``config.commit`` onto ``config.branch`` of ``url``."""
     rng = rng or random.Random()  # noqa: S311 - jitter
-    write = GitWriteConfig(
-        branch=config.branch,
-        depth=None,
-        timeout_seconds=config.timeout_seconds,
-        author_name=config.author_name,
-        author_email=config.author_email,
-    )
+    where = CloneConfig(branch=config.branch, depth=None, timeout_seconds=config.timeout_seconds)
     with tempfile.TemporaryDirectory(prefix="shipyard-revert-", dir=workdir) as tmp:
-        repo = clone(url, Path(tmp) / "checkout", write, env=env)
+        repo = clone(url, Path(tmp) / "checkout", where, env=env)
         try:
             try:
                 sha = str(repo.commit(config.commit).hexsha)
@@ -142,22 +143,14 @@ def revert_commit(
             if done is not None:
                 return RevertResult(reverted=sha, revert_commit=done, already_reverted=True)
             revert = _make_revert(repo, sha, config)
-            delay = config.backoff_seconds
             for attempt in range(1, config.max_attempts + 1):
                 try:
-                    repo.git.push(
-                        "--porcelain",
-                        "origin",
-                        f"HEAD:refs/heads/{config.branch}",
-                        kill_after_timeout=config.timeout_seconds,
-                    )
+                    push_head(repo, config.branch, config.timeout_seconds)
                     return RevertResult(reverted=sha, revert_commit=revert, attempts=attempt)
-                except GitCommandError as exc:
-                    error = _git_error(exc, "push")
-                    if not isinstance(error, TransientError) or attempt == config.max_attempts:
-                        raise error from None
-                sleep(delay * (0.5 + rng.random()))
-                delay = min(delay * 2, 5.0)
+                except TransientError:
+                    if attempt == config.max_attempts:
+                        raise
+                sleep(backoff_delay(attempt, config.backoff_seconds, 5.0, rng))
                 rebased = _rebase(repo, sha, config)
                 if rebased is None:  # someone else reverted it meanwhile
                     done = _existing_revert(repo, sha)
@@ -171,21 +164,14 @@ def revert_commit(
 
 def _rebase(repo: Repo, sha: str, config: RevertConfig) -> str | None:
     """Fetch the new tip and rebase our revert onto it (redo it when the rebase conflicts)."""
-    try:
-        repo.git.fetch(
-            "origin",
-            f"+refs/heads/{config.branch}:refs/remotes/origin/{config.branch}",
-            kill_after_timeout=config.timeout_seconds,
-        )
-    except GitCommandError as exc:
-        raise _git_error(exc, "fetch") from None
+    fetch_branch(repo, config.branch, config.timeout_seconds)
     upstream = f"origin/{config.branch}"
     if repo.git.log(
         "--format=%H", f"--grep=This reverts commit {sha}", f"{sha}..{upstream}"
     ).strip():
         repo.git.reset("-q", "--hard", upstream)
         return None
-    with repo.git.custom_environment(**_ident(config)):
+    with repo.git.custom_environment(**author_env(config.author_name, config.author_email)):
         try:
             repo.git.rebase(upstream)
             return str(repo.head.commit.hexsha)
@@ -193,25 +179,3 @@ def _rebase(repo: Repo, sha: str, config: RevertConfig) -> str | None:
             repo.git.rebase("--abort")
     repo.git.reset("-q", "--hard", upstream)
     return _make_revert(repo, sha, config)
-
-
-@task(
-    name="revert-manifest-commit",
-    cache_policy=NO_CACHE,
-    retries=3,
-    retry_delay_seconds=[2, 10, 30],
-    retry_condition_fn=retry_condition,
-)
-def revert_manifest_commit(
-    repository: GitOpsRepository, commit: str, reason: str = "", branch: str | None = None
-) -> RevertResult:
-    """Revert ``commit`` on the GitOps repo with a new commit (never a force push)."""
-    config = RevertConfig(
-        commit=commit,
-        branch=branch or repository.branch,
-        reason=reason,
-        author_name=repository.author_name,
-        author_email=repository.author_email,
-    )
-    with repository.git_environment() as env:
-        return revert_commit(repository.url, config, env=env)

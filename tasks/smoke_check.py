@@ -7,6 +7,8 @@ fails (or None); :func:`run_smoke` makes up to ``attempts`` GETs through an http
 them, because a just-ready pod behind a Service may still be warming up. Connection
 errors count as a failed attempt, not a crash. All attempts failing is a
 :class:`PolicyError` quoting the last reason: a failed gate, not a transient error.
+:func:`check_smoke` runs it with its own client; the task ``smoke_check`` is in
+:mod:`tasks.steps.rollout`.
 """
 
 from __future__ import annotations
@@ -15,14 +17,12 @@ import time
 from collections.abc import Callable
 
 import httpx
-from prefect import task
-from prefect.cache_policies import NONE as NO_CACHE
 from pydantic import BaseModel, Field
 
 from shipyard.core.catalog import SmokeCheck
 from shipyard.core.errors import PolicyError
 
-__all__ = ["SmokeResult", "judge_response", "run_smoke", "smoke_check"]
+__all__ = ["SmokeResult", "check_smoke", "judge_response", "run_smoke"]
 
 
 class SmokeResult(BaseModel):
@@ -69,8 +69,7 @@ def run_smoke(
     raise PolicyError(f"smoke check {check.url} failed after {check.attempts} attempts: {reason}")
 
 
-@task(name="smoke-check", cache_policy=NO_CACHE)
-def smoke_check(check: SmokeCheck, interval_seconds: float = 1.0) -> SmokeResult:
-    """Run one HTTP smoke check (see module docstring)."""
+def check_smoke(check: SmokeCheck, interval_seconds: float = 1.0) -> SmokeResult:
+    """Run one HTTP smoke check with a client of its own (redirects followed)."""
     with httpx.Client(timeout=10.0, follow_redirects=True) as client:
         return run_smoke(check, client, interval_seconds=interval_seconds)

@@ -9,23 +9,20 @@
 - ``flux`` (:mod:`tasks.sync.flux`): annotate ``reconcile.fluxcd.io/requestedAt`` and wait
   for Ready with the commit applied.
 
-The thin :func:`sync_app` task takes a cluster block and retries only transient failures
-(an operation already in progress, a throttled API server).
+The thin task ``sync_app`` in :mod:`tasks.steps.rollout` takes a cluster block and
+retries only transient failures (an operation already in progress, a throttled API
+server).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from prefect import task
-from prefect.cache_policies import NONE as NO_CACHE
-
-from shipyard.core.errors import retry_condition
+from shipyard.core.kube import KubeClient
 from tasks.sync.config import SyncConfig, SyncResult
-from tasks.sync.kube import KubeClient
 from tasks.sync.source import SourceCache
 
-__all__ = ["SyncConfig", "SyncResult", "sync", "sync_app"]
+__all__ = ["SyncConfig", "SyncResult", "sync"]
 
 
 def sync(
@@ -52,17 +49,3 @@ def sync(
     from tasks.sync.flux import sync_flux
 
     return sync_flux(kube, config)
-
-
-@task(
-    name="sync-app",
-    cache_policy=NO_CACHE,
-    retries=3,
-    retry_delay_seconds=[2, 5, 15],
-    retry_condition_fn=retry_condition,
-)
-def sync_app(cluster: Any, config: SyncConfig) -> SyncResult:
-    """Sync ``config`` on ``cluster`` (a KubernetesCluster block, or anything with
-    ``get_api_client()``; unused by the REST driver)."""
-    client = None if config.driver == "argocd-rest" else cluster.get_api_client()
-    return sync(config, client)

@@ -10,8 +10,9 @@ Three layers:
    checks that the running pods' image digest is the one that was pushed.
 3. :func:`watch_rollout` (the I/O: one list, then watches of the workload and its pods,
    re-judging on every event, so a result arrives within one event of the change and no
-   API server is polled) and the thin :func:`verify_rollout` task, which adds a Prefect
-   progress artifact.
+   API server is polled), reporting each judgement to an optional ``progress`` callback.
+   The thin task ``verify_rollout`` in :mod:`tasks.steps.rollout` turns that callback
+   into a Prefect progress artifact.
 
 "Not ready yet" is a state inside the deadline, never an error before it; a rollout
 that was healthy and then degrades inside the stability window is a terminal failure
@@ -26,10 +27,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
-from uuid import UUID
 
-from prefect import task
-from prefect.cache_policies import NONE as NO_CACHE
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from shipyard.core.errors import (
@@ -37,9 +35,9 @@ from shipyard.core.errors import (
     PermanentError,
     PolicyError,
     TransientError,
-    retry_condition,
 )
-from tasks.sync.kube import KubeClient
+from shipyard.core.kube import KubeClient
+from shipyard.core.selectors import label_selector
 
 __all__ = [
     "FAIL_FAST_REASONS",
@@ -47,10 +45,8 @@ __all__ = [
     "VerifyConfig",
     "VerifyResult",
     "evaluate_rollout",
-    "label_selector",
     "parse_workload",
     "run_verify",
-    "verify_rollout",
     "watch_rollout",
 ]
 
@@ -358,23 +354,6 @@ def evaluate_rollout(
     return RolloutStatus(state="healthy", ready=ready, desired=desired, images=images)
 
 
-def label_selector(selector: Mapping[str, Any] | None) -> str:
-    """A LabelSelector object as the ``labelSelector`` query string."""
-    selector = selector or {}
-    parts = [f"{k}={v}" for k, v in sorted((selector.get("matchLabels") or {}).items())]
-    for expr in selector.get("matchExpressions") or []:
-        key, op, values = expr.get("key"), expr.get("operator"), expr.get("values") or []
-        if op == "In":
-            parts.append(f"{key} in ({','.join(values)})")
-        elif op == "NotIn":
-            parts.append(f"{key} notin ({','.join(values)})")
-        elif op == "Exists":
-            parts.append(str(key))
-        elif op == "DoesNotExist":
-            parts.append(f"!{key}")
-    return ",".join(parts)
-
-
 # --- the watch loop (I/O) -------------------------------------------------------------------
 
 
@@ -589,67 +568,19 @@ def _result(status: RolloutStatus, config: VerifyConfig, seconds: float) -> Veri
     )
 
 
-# --- Prefect task --------------------------------------------------------------------------
-
-
-class _ProgressArtifact:
-    """Mirror the rollout's ready/desired ratio into a Prefect progress artifact."""
-
-    def __init__(self, config: VerifyConfig) -> None:
-        from prefect.artifacts import create_progress_artifact
-
-        self.config = config
-        self.last = -1.0
-        created = create_progress_artifact(
-            0.0, description=f"rollout of {config.workload} in {config.namespace}"
-        )
-        assert isinstance(created, UUID)  # the sync API returns the id itself
-        self.id: UUID = created
-
-    def __call__(self, status: RolloutStatus) -> None:
-        from prefect.artifacts import update_progress_artifact
-
-        value = (
-            100.0
-            if status.state == "healthy"
-            else (100.0 * status.ready / status.desired if status.desired else 0.0)
-        )
-        if value != self.last:
-            self.last = value
-            update_progress_artifact(
-                self.id,
-                value,
-                description=f"{self.config.workload}: {status.ready}/{status.desired} ready "
-                f"({status.state}{': ' + status.message if status.message else ''})"[:500],
-            )
-
-
 def run_verify(
-    api_client: Any, config: VerifyConfig, *, artifact: bool = False, fail: bool = True
+    api_client: Any,
+    config: VerifyConfig,
+    *,
+    progress: Callable[[RolloutStatus], None] | None = None,
+    fail: bool = True,
 ) -> VerifyResult:
-    """Verify with a client and optional progress artifact; PolicyError when unhealthy."""
-    kube = KubeClient(api_client)
-    progress = _ProgressArtifact(config) if artifact else None
-    result = watch_rollout(kube, config, progress=progress)
+    """Verify through ``api_client`` (a kubernetes ``ApiClient``); PolicyError when
+    unhealthy and ``fail`` (the CLI passes ``fail=False`` and reports instead)."""
+    result = watch_rollout(KubeClient(api_client), config, progress=progress)
     if fail and not result.healthy:
         raise PolicyError(
             f"{config.workload} in {config.namespace} is not healthy: {result.reason}: "
             f"{result.message}"
         )
     return result
-
-
-@task(
-    name="verify-rollout",
-    cache_policy=NO_CACHE,
-    retries=2,
-    retry_delay_seconds=[1, 5],
-    retry_condition_fn=retry_condition,
-)
-def verify_rollout(cluster: Any, config: VerifyConfig) -> VerifyResult:
-    """Wait for ``config.workload`` to be healthy; PolicyError (not retried) when not.
-
-    ``cluster`` is a :class:`~blocks.cluster.KubernetesCluster` block (or anything with
-    ``get_api_client()``).
-    """
-    return run_verify(cluster.get_api_client(), config, artifact=True)

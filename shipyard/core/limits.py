@@ -1,8 +1,9 @@
-"""Prefect global concurrency limits that Shipyard relies on, created when missing.
+"""Names of the Prefect global concurrency limits Shipyard relies on (one formatter).
 
-Prefect's ``concurrency()`` silently does not limit when the named limit does not exist;
-"one delivery per app and environment" and "one rate per registry" must hold on a fresh
-server too, so flows call :func:`ensure_limit` before taking a slot.
+Prefect limit names allow no ``/``, ``%``, ``&``, ``<``, ``>``; :func:`limit_name` makes a
+valid name that stays unique per input (a short hash of it). Creating the limits on the
+server (``ensure_limit``) is Prefect's business and lives with the flows
+(:mod:`flows.limits`); this module only names them, so steps, flows and the CLI agree.
 """
 
 from __future__ import annotations
@@ -10,40 +11,26 @@ from __future__ import annotations
 import hashlib
 import re
 
-from prefect.client.orchestration import get_client
-from prefect.client.schemas.actions import (
-    GlobalConcurrencyLimitCreate,
-    GlobalConcurrencyLimitUpdate,
-)
-from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
+__all__ = ["git_writers_limit", "limit_name"]
 
 
-def limit_name(kind: str, *parts: str) -> str:
-    """A valid limit name (no '/', '%', '&', '<', '>') that stays unique per input."""
+def limit_name(kind: str, *parts: str, key: str | None = None) -> str:
+    """A valid limit name (no '/', '%', '&', '<', '>') that stays unique per input.
+
+    The name shows ``kind`` and ``parts``; its hash covers ``key`` when given (the full
+    identity, for when a part must be shortened, e.g. a URL that may carry credentials),
+    else ``parts``.
+    """
     raw = ":".join(parts)
     slug = re.sub(r"[^A-Za-z0-9_.:-]+", "-", raw).strip("-")[:80]
-    digest = hashlib.sha256(raw.encode()).hexdigest()[:8]
+    digest = hashlib.sha256((raw if key is None else key).encode()).hexdigest()[:8]
     return f"shipyard-{kind}-{slug}-{digest}"
 
 
-def ensure_limit(name: str, limit: int, slot_decay_per_second: float | None = None) -> None:
-    """Create the limit (active) if missing; re-activate it if someone disabled it."""
-    with get_client(sync_client=True) as client:
-        try:
-            extra = (
-                {}
-                if slot_decay_per_second is None
-                else {"slot_decay_per_second": slot_decay_per_second}
-            )
-            client.create_global_concurrency_limit(
-                GlobalConcurrencyLimitCreate(name=name, limit=limit, active=True, **extra)
-            )
-            return
-        except ObjectAlreadyExists:
-            pass
-        try:
-            existing = client.read_global_concurrency_limit_by_name(name)
-        except ObjectNotFound:  # deleted in between: the next call creates it again
-            return
-        if not existing.active:
-            client.update_global_concurrency_limit(name, GlobalConcurrencyLimitUpdate(active=True))
+def git_writers_limit(url: str, branch: str) -> str:
+    """The limit that writers of ``url``'s ``branch`` queue on (one slot).
+
+    Named after the repo's last path segment only (the URL may carry credentials); the
+    hash covers the whole URL, so repos with the same name stay apart.
+    """
+    return limit_name("gitops-write", url.rsplit("/", 1)[-1], branch, key=f"{url}#{branch}")

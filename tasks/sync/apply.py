@@ -14,11 +14,10 @@ from collections.abc import Iterable
 from typing import Any
 
 from shipyard.core.errors import ConfigError
+from shipyard.core.kube import KubeClient, Resource
+from shipyard.core.selectors import ownership_selector
 from tasks.sync.config import SyncConfig, SyncResult
-from tasks.sync.kube import KubeClient, Resource
 from tasks.sync.render import (
-    APP_LABEL,
-    MANAGED_BY_LABEL,
     apply_order,
     object_key,
     object_ref,
@@ -112,7 +111,7 @@ def apply_objects(
 def _prune(
     kube: KubeClient, desired: list[JSON], namespace: str, app: str, managed_by: str
 ) -> list[str]:
-    selector = f"{MANAGED_BY_LABEL}={managed_by},{APP_LABEL}={app}"
+    selector = ownership_selector(app, managed_by)
     kinds = dict.fromkeys(PRUNE_KINDS)
     for obj in desired:
         kinds[(str(obj["apiVersion"]), str(obj["kind"]))] = None

@@ -9,11 +9,10 @@ from pathlib import Path
 import pytest
 
 from shipyard.core.errors import ConfigError, PermanentError, TransientError
+from shipyard.core.git import GitWriteConfig, clone
 from tasks.git_write import (
-    GitWriteConfig,
     ImageUpdate,
     WriteBatcher,
-    clone,
     push_updates,
     render_message,
     write_back,

@@ -12,18 +12,14 @@ from pydantic import SecretStr
 from blocks.gitops import GitOpsRepository
 from shipyard.core.catalog import load_catalog
 from shipyard.core.errors import ConfigError, PolicyError, retry_condition
+from shipyard.core.git import GitWriteConfig
+from shipyard.core.limits import git_writers_limit
 from shipyard.core.redact import redact
-from tasks.commit_push import commit_and_push, limit_name, run_commit_and_push
-from tasks.git_write import GitWriteConfig, ImageUpdate
-from tasks.promote_image import (
-    PromoteImageConfig,
-    image_update,
-    plan_promote,
-    plan_promotion,
-    promote,
-)
-from tasks.pull_request import PullRequestConfig, pull_request
+from tasks.git_write import ImageUpdate, write_back
+from tasks.promote_image import PromoteImageConfig, image_update, plan_promotion
+from tasks.pull_request import PullRequestConfig
 from tasks.set_image import SetImageConfig, set_image
+from tasks.steps.gitops import commit_and_push, plan_promote, promote, pull_request
 from tests.tasks.fakes.git_hosting import FakeGitHosting
 from tests.tasks.gitops_repo import git, make_remote, show, subjects
 
@@ -142,22 +138,25 @@ def test_promote_task_pushes_to_target(tmp_path: Path) -> None:
         promote.fn(repo, PromoteImageConfig(app="cart", from_environment="prod"))
 
 
-def test_run_commit_and_push_with_block(tmp_path: Path) -> None:
+def test_write_back_with_the_block_settings(tmp_path: Path) -> None:
     bare = make_remote(tmp_path, _tree(f"v1@{VERIFIED}"))
     repo = GitOpsRepository(
         url=str(bare), author_name="Bot", author_email="b@x", token=SecretStr("tok-123456")
     )
     update = ImageUpdate(set_image=SetImageConfig(path="apps/cart/prod", image=IMAGE, tag="v2"))
-    result = run_commit_and_push(repo, [update])
+    with repo.git_environment() as env:
+        result = write_back(repo.url, [update], repo.write_config(), env=env)
     assert result.changed and "tag: v2" in show(bare, "apps/cart/prod/values.yaml")
 
 
 def test_task_is_wired_for_transient_retries() -> None:
     assert commit_and_push.retry_condition_fn is retry_condition
     assert commit_and_push.retries == 3
-    name = limit_name("https://git.example/org/gitops.git", "release/1")
-    assert name.startswith("gitops-write-gitops-git-release-1-")
-    assert not set("/%&<>") & set(name)
+    name = git_writers_limit("https://user:pw@git.example/org/gitops.git", "release/1")
+    assert name.startswith("shipyard-gitops-write-gitops.git:release-1-")
+    assert not set("/%&<>") & set(name) and "pw" not in name
+    other = git_writers_limit("https://git.other/org/gitops.git", "release/1")
+    assert other != name and len(other) == len(name)
 
 
 def test_block_git_environment_keeps_token_secret(tmp_path: Path) -> None:

@@ -11,8 +11,9 @@ from pydantic import SecretStr
 from blocks.gitops import GitOpsRepository
 from shipyard.core.errors import PermanentError, TransientError
 from tasks.git_write import ImageUpdate
-from tasks.pull_request import PullRequestConfig, pull_request
+from tasks.pull_request import PullRequestConfig
 from tasks.set_image import SetImageConfig
+from tasks.steps.gitops import pull_request
 from tests.tasks.fakes.git_hosting import FakeGitHosting
 from tests.tasks.gitops_repo import git, kustomization, make_remote, show
 

@@ -9,15 +9,15 @@ from typing import Any
 
 import pytest
 
-from tests.fixtures.simcluster import LocalRegistry, SimClusterHandle
-from tasks.sync.kube import KubeClient
+from shipyard.core.kube import KubeClient
+from shipyard.core.selectors import label_selector
 from tasks.verify_rollout import (
     VerifyConfig,
     evaluate_rollout,
-    label_selector,
     parse_workload,
     watch_rollout,
 )
+from tests.fixtures.simcluster import LocalRegistry, SimClusterHandle
 from tests.tasks.k8s_objects import deployment
 
 
