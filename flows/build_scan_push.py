@@ -17,17 +17,19 @@ from pydantic import BaseModel, Field
 
 from blocks.docker import DockerHost
 from blocks.registry import EcrRegistry, RegistryCredentials
-from tasks.build_image import BuildImageConfig, build_image
-from tasks.push_image import PushImageConfig, login_ecr, push_image
-from tasks.scan_image import (
-    ScanImageConfig,
-    ScanSourceConfig,
-    TrivySettings,
+from shipyard.core.registry import RegistryAccess
+from tasks.build_image import BuildImageConfig, BuildImageResult
+from tasks.push_image import PushImageConfig
+from tasks.scan_image import ScanImageConfig, ScanSourceConfig, TrivySettings
+from tasks.scan_policy import GateResult, ScanPolicy
+from tasks.steps.image import (
+    build_image,
+    login_ecr,
+    push_image,
     scan_gate,
     scan_image,
     scan_source,
 )
-from tasks.scan_policy import GateResult, ScanPolicy
 
 
 class BuildScanPushResult(BaseModel):
@@ -41,6 +43,7 @@ class BuildScanPushResult(BaseModel):
     reused: bool = Field(description="The registry already had this commit's image.")
     gate: GateResult
     sbom_path: str | None = Field(None, description="CycloneDX SBOM of the image.")
+    built: BuildImageResult | None = Field(None, description="What the build step returned.")
 
 
 @flow(name="build_scan_push")
@@ -62,16 +65,17 @@ async def build_scan_push(
     """
     policy = policy or ScanPolicy()
     settings = (trivy or TrivySettings()).model_dump()
+    access: RegistryAccess | None = registry
     if ecr is not None:
-        registry = login_ecr(ecr, build.repository)
-    built = build_image(build, docker_host, registry)
+        access = login_ecr(ecr, build.repository)
+    built = build_image(build, docker_host, access)
     if built.reused:
         image = ScanImageConfig(image=str(built.reference), image_src="remote", **settings)
     else:
         image = ScanImageConfig(
             image=built.local_reference, image_src="docker", identity=built.image_id, **settings
         )
-    image_scan = scan_image.submit(image, registry, docker_host)
+    image_scan = scan_image.submit(image, access, docker_host)
     source_scan = scan_source.submit(
         ScanSourceConfig(repo_url=build.repo_url, commit=build.commit, **settings)
     )
@@ -87,7 +91,7 @@ async def build_scan_push(
                 repository=build.repository, tags=built.tags, harbor_api_url=harbor_api_url
             ),
             docker_host,
-            registry,
+            access,
         )
         digest, reference = pushed.digest, pushed.reference
     await acreate_markdown_artifact(
@@ -110,6 +114,7 @@ async def build_scan_push(
         reused=built.reused,
         gate=gate,
         sbom_path=sbom_path,
+        built=built,
     )
 
 

@@ -6,31 +6,19 @@ artifact, so a new user sees in the Prefect UI that the whole platform answers.
 
 from __future__ import annotations
 
-import os
-
 from prefect import flow
 from prefect.artifacts import create_table_artifact
 
 from shipyard.core.errors import PermanentError
-from tasks.check_stack import ServiceCheck, check_service
-
-
-def _addresses() -> dict[str, str]:
-    env = os.environ
-    wanted = {
-        "registry": env.get("SHIPYARD_REGISTRY"),
-        "docker": env.get("DOCKER_HOST"),
-        "s3": env.get("SHIPYARD_S3_ENDPOINT"),
-        "git": env.get("SHIPYARD_GIT_URL"),
-        "kubernetes": env.get("KUBECONFIG"),
-    }
-    return {k: v for k, v in wanted.items() if v}
+from tasks.check_stack import ServiceCheck
+from tasks.steps.stack import check_service
 
 
 @flow(name="check-stack", log_prints=True)
 def check_stack(addresses: dict[str, str] | None = None) -> list[ServiceCheck]:
-    """Probe each service (default: those named by the stack's env file) and report."""
-    targets = addresses or _addresses()
+    """Probe each service in ``addresses`` (name -> address; empty ones are skipped) and
+    report. ``shipyard check`` passes the addresses the stack's env file names."""
+    targets = {name: addr for name, addr in (addresses or {}).items() if addr}
     if not targets:
         raise PermanentError(
             "no services to check: run 'shipyard stack up' and source .shipyard/env"

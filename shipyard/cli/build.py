@@ -103,6 +103,26 @@ def _credentials(registry: str, username: str | None, insecure: bool | None) -> 
     )
 
 
+def _build_scan_push(config: Any, host: Any, creds: Any) -> Any:
+    """``build --push``: the build_scan_push flow (build, scan, gate, push), as a flow run
+    when a Prefect API answers, else the same steps directly; the build's result with the
+    pushed digest and reference. A blocked gate raises PolicyError: nothing is pushed."""
+    from shipyard.cli.runner import run_step
+
+    def as_flow() -> Any:
+        from flows.build_scan_push import build_scan_push_blocking
+
+        return build_scan_push_blocking(build=config, docker_host=host, registry=creds)
+
+    def directly() -> Any:
+        from flows.steps import build_scan_push_directly
+
+        return build_scan_push_directly(config, docker_host=host, registry=creds)
+
+    done = run_step(as_flow, directly)
+    return done.built.model_copy(update={"digest": done.digest, "reference": done.reference})
+
+
 def register(app: typer.Typer) -> None:
     """Add `build`, `scan`, `push` and `scan-gate` to ``app``."""
 
@@ -150,7 +170,10 @@ def register(app: typer.Typer) -> None:
             list[str] | None, typer.Option("--cache-from", help="Image to reuse layers from.")
         ] = None,
         push: Annotated[
-            bool, typer.Option("--push", help="Also push and print the digest.")
+            bool,
+            typer.Option(
+                "--push", help="Also scan (image and source), gate, push and print the digest."
+            ),
         ] = False,
         username: Username = None,
         insecure: Insecure = None,
@@ -160,7 +183,6 @@ def register(app: typer.Typer) -> None:
         """Build an image from a commit (skipped when the registry already has it)."""
         from blocks.docker import DockerHost
         from tasks.build_image import BuildImageConfig, run_build
-        from tasks.push_image import PushImageConfig, run_push
 
         args: dict[str, str] = {}
         for item in build_arg or []:
@@ -183,16 +205,11 @@ def register(app: typer.Typer) -> None:
         )
         host = DockerHost(base_url=docker_host)
         creds = _credentials(config.registry, username, insecure)
-        result = run_build(config, host, creds)
+        if push:
+            result = _build_scan_push(config, host, creds)
+        else:
+            result = run_build(config, host, creds)
         out: dict[str, Any] = result.model_dump(mode="json", exclude={"log_tail"})
-        if push and not result.reused:
-            pushed = run_push(
-                _validated(PushImageConfig, repository=config.repository, tags=result.tags),
-                host,
-                creds,
-            )
-            out["digest"] = pushed.digest
-            out["reference"] = pushed.reference
         if json_out:
             typer.echo(json.dumps(out))
         else:
@@ -209,7 +226,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Push local tags of IMAGE; print the immutable reference repo@sha256:..."""
         from blocks.docker import DockerHost
-        from tasks.push_image import PushImageConfig, run_push, split_repository
+        from shipyard.core.oci import split_repository
+        from tasks.push_image import PushImageConfig, run_push
 
         registry, _ = split_repository(image)
         result = run_push(
@@ -251,7 +269,7 @@ def register(app: typer.Typer) -> None:
         json_out: JsonOut = False,
     ) -> None:
         """Scan an image (and its source) with trivy and apply the gate; exit 1 if blocked."""
-        from tasks.push_image import split_repository
+        from shipyard.core.oci import split_repository
         from tasks.scan_image import ScanConfig, run_scan
 
         policy = load_policy(fail_on, ignore_unfixed, ignorefile)

@@ -1,11 +1,50 @@
-"""`shipyard check`: run the check-stack smoke flow against the local stack."""
+"""`shipyard check`: run the check-stack smoke flow against the local stack.
+
+The addresses come from the environment (the stack's env file fills it in); the flow
+only takes them as its ``addresses`` parameter. Without a reachable Prefect API the
+same probes run directly.
+"""
 
 from __future__ import annotations
 
 import json
-from typing import Annotated
+import os
+from typing import Annotated, Any
 
 import typer
+
+from shipyard.cli.runner import run_step
+from shipyard.core.errors import PermanentError
+
+# service -> environment variable naming its address (as `shipyard stack up` writes it)
+ADDRESS_VARIABLES = {
+    "registry": "SHIPYARD_REGISTRY",
+    "docker": "DOCKER_HOST",
+    "s3": "SHIPYARD_S3_ENDPOINT",
+    "git": "SHIPYARD_GIT_URL",
+    "kubernetes": "KUBECONFIG",
+}
+
+
+def stack_addresses() -> dict[str, str]:
+    """The services the environment names, with their addresses."""
+    found = {name: os.environ.get(var, "") for name, var in ADDRESS_VARIABLES.items()}
+    return {name: address for name, address in found.items() if address}
+
+
+def _probe_directly(addresses: dict[str, str]) -> list[Any]:
+    """The flow's probes without Prefect: same task code, same failure."""
+    from tasks.steps.stack import check_service
+
+    if not addresses:
+        raise PermanentError(
+            "no services to check: run 'shipyard stack up' and source .shipyard/env"
+        )
+    results = [check_service.fn(name, address) for name, address in addresses.items()]
+    failed = [r.service for r in results if not r.ok]
+    if failed:
+        raise PermanentError(f"services not answering: {', '.join(failed)}")
+    return results
 
 
 def register(app: typer.Typer) -> None:
@@ -16,12 +55,20 @@ def register(app: typer.Typer) -> None:
         json_out: Annotated[bool, typer.Option("--json", help="Print results as JSON.")] = False,
     ) -> None:
         """Probe every stack service with a real request, as a Prefect flow run."""
-        from flows.check_stack import check_stack
+        addresses = stack_addresses()
 
-        results = check_stack()
+        def as_flow() -> list[Any]:
+            from flows.check_stack import check_stack
+
+            return check_stack(addresses)
+
+        results = run_step(as_flow, lambda: _probe_directly(addresses))
         if json_out:
             typer.echo(
                 json.dumps(
                     [{"service": r.service, "ok": r.ok, "detail": r.detail} for r in results]
                 )
             )
+            return
+        for r in results:
+            typer.echo(f"{r.service:<11} ok   {r.detail}")
