@@ -17,16 +17,11 @@ from prefect.deployments import run_deployment
 from prefect.variables import Variable
 from pydantic import Field
 
-from shipyard.core.errors import ConfigError
-from shipyard.core.limits import ensure_limit, limit_name
-from tasks.poll_tags import TagPolicy, poll_tags
-
-
-def _split(image: str) -> tuple[str, str]:
-    host, _, repository = image.partition("/")
-    if not repository or not ("." in host or ":" in host or host == "localhost"):
-        raise ConfigError(f"image {image!r} must include the registry host, e.g. registry/x/app")
-    return host, repository
+from flows.limits import ensure_limit
+from shipyard.core.limits import limit_name
+from shipyard.core.oci import require_registry_host
+from tasks.poll_tags import TagPolicy
+from tasks.steps.image import poll_tags
 
 
 @flow(name="image-poll")
@@ -45,7 +40,7 @@ def image_poll(
 ) -> str | None:
     """Poll once; return the tag handed to `deliver`, or None when nothing is new."""
     logger = get_run_logger()
-    registry, repository = _split(image)
+    registry, repository = require_registry_host(image)
     limiter = limit_name("registry-rate", registry)
     ensure_limit(limiter, limit=requests_per_minute, slot_decay_per_second=requests_per_minute / 60)
     rate_limit(limiter)

@@ -2,7 +2,9 @@
 
 Three layers: :class:`BuildImageConfig` (validated input), a pure core (tags, OCI
 labels, the build-input fingerprint, the build-log reader that finds the failing step),
-and I/O at the edges (:func:`fetch_commit`, :func:`run_build`, the ``build_image`` task).
+and I/O at the edges (:func:`fetch_commit`, :func:`run_build`). No Prefect here: the
+task is :func:`tasks.steps.image.build_image`, which hands its run logger to
+:func:`run_build` so the build output reaches the Prefect UI.
 
 Re-delivering a commit must be cheap: the image carries a fingerprint of its build
 inputs as a label, so when the registry already holds ``<repo>:<commit>`` with the same
@@ -26,21 +28,20 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from git import GitCommandError, Repo
-from prefect import task
-from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from blocks.docker import DockerHost
-from blocks.registry import RegistryCredentials
-from shipyard.core.errors import ConfigError, PermanentError, TransientError, retry_condition
+from shipyard.core.engine import DockerEngine, DockerEngineAccess
+from shipyard.core.errors import ConfigError, PermanentError, TransientError
+from shipyard.core.oci import NAME_RE, TAG_RE, split_reference, split_repository
 from shipyard.core.redact import redact
+from shipyard.core.registry import RegistryAccess, RegistryAuth, open_client
+
+Logger = logging.Logger | logging.LoggerAdapter[Any]
 
 FINGERPRINT_LABEL = "dev.shipyard.build-fingerprint"
 FINGERPRINT_VERSION = "1"
 LOG_TAIL = 20
 _SHA = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
-_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
-_REPO = re.compile(r"^[a-z0-9]+([._-][a-z0-9]+)*(/[a-z0-9]+([._-][a-z0-9]+)*)*$")
 _STEP = re.compile(r"^(STEP \d+/\d+: .*|Step \d+/\d+ : .*)$")
 _TRANSIENT_GIT = (
     "connection refused",
@@ -51,18 +52,6 @@ _TRANSIENT_GIT = (
     "early eof",
     "the remote end hung up",
 )
-
-
-def split_repository(repository: str) -> tuple[str, str]:
-    """``"127.0.0.1:5000/shop/cart"`` -> ``("127.0.0.1:5000", "shop/cart")``.
-
-    A first component with a dot, a colon or ``localhost`` is a registry host; otherwise
-    the image lives on Docker Hub (``docker.io``, ``library/`` for one-part names).
-    """
-    first, sep, rest = repository.partition("/")
-    if sep and ("." in first or ":" in first or first == "localhost"):
-        return first, rest
-    return "docker.io", repository if "/" in repository else f"library/{repository}"
 
 
 class BuildImageConfig(BaseModel):
@@ -99,8 +88,8 @@ class BuildImageConfig(BaseModel):
     @field_validator("repository")
     @classmethod
     def _repository(cls, value: str) -> str:
-        _, path = split_repository(value)
-        if "@" in value or ":" in value.rsplit("/", 1)[-1] or not _REPO.match(path):
+        ref = split_reference(value)
+        if ref.tag is not None or ref.digest is not None or not NAME_RE.match(value):
             raise ValueError(f"image repository {value!r} must be lower-case and have no tag")
         return value
 
@@ -116,7 +105,7 @@ class BuildImageConfig(BaseModel):
     @classmethod
     def _tags(cls, value: list[str]) -> list[str]:
         for tag in value:
-            if not _TAG.match(tag):
+            if not TAG_RE.match(tag):
                 raise ValueError(f"tag {tag!r} is not a valid image tag")
         return value
 
@@ -255,16 +244,6 @@ class BuildLog:
 # --- I/O edges -----------------------------------------------------------------------------
 
 
-def _logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
-    """Prefect's run logger inside a flow or task run, else a standard logger."""
-    try:
-        from prefect.logging import get_run_logger
-
-        return get_run_logger()
-    except Exception:  # noqa: BLE001 - MissingContextError outside a run
-        return logging.getLogger("shipyard.build")
-
-
 def fetch_commit(repo_url: str, commit: str, dest: Path) -> Path:
     """Check out exactly ``commit`` of ``repo_url`` into ``dest`` (shallow when possible).
 
@@ -294,10 +273,10 @@ def fetch_commit(repo_url: str, commit: str, dest: Path) -> Path:
 
 
 def find_existing(
-    config: BuildImageConfig, registry: RegistryCredentials
+    config: BuildImageConfig, registry: RegistryAccess
 ) -> tuple[str, dict[str, str]] | None:
     """``(digest, labels)`` of the registry's ``<repo>:<commit>`` if it has these inputs."""
-    with registry.get_client() as client:
+    with open_client(registry) as client:
         found = client.image_config(config.path, config.commit, config.platform)
     if found is None:
         return None
@@ -309,17 +288,23 @@ def find_existing(
 
 def run_build(
     config: BuildImageConfig,
-    docker_host: DockerHost | None = None,
-    registry: RegistryCredentials | None = None,
+    docker_host: DockerEngineAccess | None = None,
+    registry: RegistryAccess | None = None,
+    *,
+    log: Logger | None = None,
 ) -> BuildImageResult:
-    """Build (or reuse) the image for ``config``; see the module docstring."""
-    log = _logger()
+    """Build (or reuse) the image for ``config``; see the module docstring.
+
+    ``docker_host`` defaults to ``$DOCKER_HOST``, ``registry`` to anonymous access (plain
+    HTTP on loopback); build output and progress go to ``log`` (a run logger, say).
+    """
+    log = log or logging.getLogger("shipyard.build")
     started = time.monotonic()
     fingerprint = build_fingerprint(config)
     tags = image_tags(config)
     local_ref = f"{config.repository}:{config.commit}"
     if registry is None:
-        registry = RegistryCredentials.for_registry(config.registry)
+        registry = RegistryAuth.for_registry(config.registry)
     if config.skip_if_present:
         existing = find_existing(config, registry)
         if existing is not None:
@@ -337,7 +322,7 @@ def run_build(
                 reference=f"{config.repository}@{digest}",
                 duration_seconds=time.monotonic() - started,
             )
-    client = (docker_host or DockerHost()).get_client()
+    client = (docker_host or DockerEngine()).get_client()
     labels = oci_labels(config, datetime.now(UTC))
     with tempfile.TemporaryDirectory(prefix="shipyard-build-") as tmp:
         checkout = fetch_commit(config.repo_url, config.commit, Path(tmp) / "src")
@@ -412,19 +397,3 @@ def _stream_build(client: Any, log: Any, **kwargs: Any) -> BuildLog:
 
 def _image_id(client: Any, reference: str) -> str:
     return str(client.images.get(reference).id)
-
-
-@task(
-    cache_policy=NO_CACHE,  # side effects and secrets: never cache by inputs
-    name="build_image",
-    retries=2,
-    retry_delay_seconds=[5, 30],
-    retry_condition_fn=retry_condition,
-)
-def build_image(
-    config: BuildImageConfig,
-    docker_host: DockerHost | None = None,
-    registry: RegistryCredentials | None = None,
-) -> BuildImageResult:
-    """Build the image of ``config.commit`` (or reuse the registry's); see :func:`run_build`."""
-    return run_build(config, docker_host, registry)

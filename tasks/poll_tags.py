@@ -2,8 +2,9 @@
 a policy allows: the fallback trigger where registry webhooks are impossible.
 
 Pure core: :func:`select_tag` (semver constraint, allow and ignore patterns). Edge:
-:func:`list_tags` (``GET /v2/<name>/tags/list`` with ``Link`` pagination and the
-bearer-token challenge) and the thin task.
+:func:`list_tags` (the registry client of :mod:`shipyard.core.registry`: ``Link``
+pagination and the bearer-token challenge). The Prefect task is
+:func:`tasks.steps.image.poll_tags`.
 """
 
 from __future__ import annotations
@@ -11,13 +12,10 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-import httpx
-from prefect import task
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from semver import Version
 
-from shipyard.core.errors import ConfigError, PermanentError, TransientError, retry_condition
-from shipyard.core.redact import register_secret
+from shipyard.core.registry import RegistryAuth, open_client
 
 _CONSTRAINT = re.compile(
     r"^\s*(>=|<=|>|<|==|!=|\^|~)?\s*v?(\d+(?:\.\d+){0,2}(?:-[0-9A-Za-z.-]+)?)\s*$"
@@ -119,45 +117,6 @@ def select_tag(tags: Iterable[str], policy: TagPolicy) -> str | None:
     return best[1] if best else None
 
 
-def _next_link(response: httpx.Response) -> str | None:
-    link = response.headers.get("link")
-    if not link:
-        return None
-    match = re.search(r"<([^>]+)>\s*;\s*rel=\"?next\"?", link)
-    return match.group(1) if match else None
-
-
-def _bearer_token(client: httpx.Client, challenge: str, auth: httpx.BasicAuth | None) -> str:
-    params = dict(re.findall(r'(\w+)="([^"]*)"', challenge))
-    realm = params.pop("realm", None)
-    if realm is None:
-        raise PermanentError(f"registry sent a bearer challenge without a realm: {challenge}")
-    response = (
-        client.get(realm, params=params, auth=auth) if auth else client.get(realm, params=params)
-    )
-    _raise_for(response, realm)
-    body = response.json()
-    token = body.get("token") or body.get("access_token")
-    if not token:
-        raise PermanentError(f"token service {realm} returned no token")
-    return str(register_secret(str(token)))
-
-
-def _raise_for(response: httpx.Response, where: str) -> None:
-    if response.status_code in {401, 403}:
-        raise PermanentError(f"{where}: {response.status_code} (check the registry credentials)")
-    if response.status_code == 404:
-        raise ConfigError(f"{where}: repository not found (404)")
-    if response.status_code == 429 or response.status_code >= 500:
-        retry_after = response.headers.get("retry-after")
-        raise TransientError(
-            f"{where}: {response.status_code}",
-            retry_after=float(retry_after) if retry_after and retry_after.isdigit() else None,
-        )
-    if response.status_code >= 400:
-        raise PermanentError(f"{where}: {response.status_code}")
-
-
 def list_tags(
     registry: str,
     repository: str,
@@ -168,44 +127,19 @@ def list_tags(
     page_size: int = 1000,
     timeout: float = 10.0,
 ) -> list[str]:
-    """Every tag of ``registry/repository``, following pagination and token auth."""
-    scheme = "http" if insecure else "https"
-    base = f"{scheme}://{registry}"
-    auth = (
-        httpx.BasicAuth(username, register_secret(password))
-        if username and password is not None
-        else None
+    """Every tag of ``registry/repository``, following pagination and token auth.
+
+    An unknown repository is a ConfigError; an unreachable registry is transient.
+    """
+    logged_in = bool(username) and password is not None
+    login = RegistryAuth(
+        registry, username if logged_in else None, password if logged_in else None, insecure
     )
-    tags: list[str] = []
-    url: str | None = f"{base}/v2/{repository}/tags/list?n={page_size}"
-    headers: dict[str, str] = {}
-    try:
-        with httpx.Client(timeout=timeout) as client:
-            while url:
-                response = client.get(url, headers=headers, auth=auth if not headers else None)
-                challenge = response.headers.get("www-authenticate", "")
-                if (
-                    response.status_code == 401
-                    and challenge.lower().startswith("bearer")
-                    and not headers
-                ):
-                    headers = {
-                        "Authorization": f"Bearer {_bearer_token(client, challenge[7:], auth)}"
-                    }
-                    continue
-                _raise_for(response, f"{registry}/{repository}")
-                tags.extend(response.json().get("tags") or [])
-                nxt = _next_link(response)
-                url = None if nxt is None else (nxt if nxt.startswith("http") else base + nxt)
-    except httpx.TransportError as exc:
-        raise TransientError(f"{registry} unreachable: {exc}") from exc
-    return tags
+    with open_client(login, timeout) as client:
+        return client.tags(repository, page_size)
 
 
-@task(
-    name="poll-tags", retries=3, retry_delay_seconds=[2, 5, 15], retry_condition_fn=retry_condition
-)
-def poll_tags(
+def newest_allowed_tag(
     registry: str,
     repository: str,
     policy: TagPolicy,

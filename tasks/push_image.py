@@ -6,6 +6,11 @@ for any OCI registry (basic or token auth), :class:`EcrRegistry` for AWS ECR (a 
 token from ``get_authorization_token``; the repository is created on first push with
 scan-on-push and immutable tags), and optionally a Harbor project is created through
 Harbor's API. A refused login (401/403) is permanent and names the registry.
+
+No Prefect here: the tasks are :func:`tasks.steps.image.push_image` and
+:func:`tasks.steps.image.login_ecr`. Credentials are anything shaped like
+:class:`~shipyard.core.registry.RegistryAccess`; an ECR login yields a
+:class:`~shipyard.core.registry.RegistryAuth`.
 """
 
 from __future__ import annotations
@@ -15,37 +20,36 @@ import logging
 import re
 import time
 from collections.abc import Mapping
-from typing import Any
+from dataclasses import replace
+from typing import Any, Protocol
 
 import httpx
-from prefect import task
-from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from blocks.docker import DockerHost
-from blocks.registry import EcrRegistry, RegistryCredentials
+from shipyard.core.engine import DockerEngine, DockerEngineAccess
 from shipyard.core.errors import (
     ConfigError,
     PermanentError,
     ShipyardError,
     TransientError,
     is_transient,
-    retry_condition,
 )
+from shipyard.core.oci import split_reference, split_repository
 from shipyard.core.redact import redact, register_secret
-from tasks.build_image import split_repository
+from shipyard.core.registry import RegistryAccess, RegistryAuth, engine_auth, open_client
 
 __all__ = [
+    "EcrAccess",
     "PushImageConfig",
     "PushImageResult",
     "ecr_login",
     "ensure_ecr_repository",
     "ensure_harbor_project",
-    "login_ecr",
-    "push_image",
+    "prepare_ecr",
     "run_push",
-    "split_repository",
 ]
+
+Logger = logging.Logger | logging.LoggerAdapter[Any]
 
 _DIGEST = re.compile(r"digest:\s*(sha256:[0-9a-f]{64})")
 _AUTH_MARKERS = ("unauthorized", "authentication required", "denied", "401", "403", "forbidden")
@@ -79,9 +83,38 @@ class PushImageConfig(BaseModel):
     @field_validator("repository")
     @classmethod
     def _no_tag(cls, value: str) -> str:
-        if "@" in value or ":" in value.rsplit("/", 1)[-1]:
+        ref = split_reference(value)
+        if ref.tag is not None or ref.digest is not None:
             raise ValueError(f"repository {value!r} must have no tag or digest")
         return value
+
+
+class EcrAccess(Protocol):
+    """What the push needs of an ECR registry block: a client and repository defaults."""
+
+    def get_ecr_client(self) -> Any:
+        """A boto3 ECR client."""
+        ...
+
+    @property
+    def registry_id(self) -> str | None:
+        """AWS account ID; None for the caller's."""
+        ...
+
+    @property
+    def scan_on_push(self) -> bool:
+        """Create repositories with scan-on-push."""
+        ...
+
+    @property
+    def immutable_tags(self) -> bool:
+        """Create repositories with IMMUTABLE tags."""
+        ...
+
+    @property
+    def insecure(self) -> bool:
+        """Plain HTTP to the registry (tests only)."""
+        ...
 
 
 class PushImageResult(BaseModel):
@@ -149,15 +182,6 @@ def decode_ecr_token(auth: Mapping[str, Any]) -> tuple[str, str, str]:
 # --- I/O edges ----------------------------------------------------------------------------
 
 
-def _logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
-    try:
-        from prefect.logging import get_run_logger
-
-        return get_run_logger()
-    except Exception:  # noqa: BLE001 - MissingContextError outside a run
-        return logging.getLogger("shipyard.push")
-
-
 def _aws_call(what: str, fn: Any, **kwargs: Any) -> Any:
     from botocore.exceptions import BotoCoreError, ClientError
 
@@ -174,7 +198,7 @@ def _aws_call(what: str, fn: Any, **kwargs: Any) -> Any:
         raise PermanentError(f"ECR {what}: {exc}") from exc
 
 
-def ecr_login(ecr_client: Any, registry_id: str | None = None) -> RegistryCredentials:
+def ecr_login(ecr_client: Any, registry_id: str | None = None) -> RegistryAuth:
     """Registry credentials from ``get_authorization_token`` (valid for 12 hours)."""
     kwargs = {"registryIds": [registry_id]} if registry_id else {}
     answer = _aws_call("get_authorization_token", ecr_client.get_authorization_token, **kwargs)
@@ -183,7 +207,7 @@ def ecr_login(ecr_client: Any, registry_id: str | None = None) -> RegistryCreden
         raise PermanentError("ECR returned no authorization data")
     host, user, password = decode_ecr_token(data[0])
     register_secret(password)
-    return RegistryCredentials.for_registry(host, username=user, password=password)
+    return RegistryAuth.for_registry(host, username=user, password=password)
 
 
 def ensure_ecr_repository(
@@ -222,7 +246,7 @@ def _reraise(exc: BaseException) -> None:
     raise exc
 
 
-def ensure_harbor_project(api_url: str, project: str, credentials: RegistryCredentials) -> bool:
+def ensure_harbor_project(api_url: str, project: str, credentials: RegistryAccess) -> bool:
     """Create Harbor project ``project`` (private) unless it exists; True when created."""
     auth = None
     if credentials.username:
@@ -257,7 +281,7 @@ def _harbor_status(response: httpx.Response, api_url: str) -> None:
     raise PermanentError(f"Harbor {api_url} answered HTTP {status}: {response.text[:200]}")
 
 
-def prepare_ecr(ecr: EcrRegistry, repository_path: str) -> tuple[RegistryCredentials, bool]:
+def prepare_ecr(ecr: EcrAccess, repository_path: str) -> tuple[RegistryAuth, bool]:
     """Log in to ECR and make sure the repository exists; ``(credentials, created)``."""
     client = ecr.get_ecr_client()
     created = ensure_ecr_repository(
@@ -269,35 +293,46 @@ def prepare_ecr(ecr: EcrRegistry, repository_path: str) -> tuple[RegistryCredent
     )
     credentials = ecr_login(client, ecr.registry_id)
     if ecr.insecure:
-        credentials = credentials.model_copy(update={"insecure": True})
+        credentials = replace(credentials, insecure=True)
     return credentials, created
+
+
+def login_ecr_for(ecr: EcrAccess, repository: str) -> RegistryAuth:
+    """ECR login (and repository creation) for the image ``repository``."""
+    return prepare_ecr(ecr, split_repository(repository)[1])[0]
 
 
 def run_push(
     config: PushImageConfig,
-    docker_host: DockerHost | None = None,
-    registry: RegistryCredentials | None = None,
-    ecr: EcrRegistry | None = None,
+    docker_host: DockerEngineAccess | None = None,
+    registry: RegistryAccess | None = None,
+    ecr: EcrAccess | None = None,
+    *,
+    log: Logger | None = None,
 ) -> PushImageResult:
-    """Push every tag; return the registry's digest as ``repository@sha256:...``."""
+    """Push every tag; return the registry's digest as ``repository@sha256:...``.
+
+    ``registry`` defaults to anonymous access, replaced by an ECR login when ``ecr`` is
+    given; progress goes to ``log`` (a run logger, say).
+    """
     import docker
     import requests
     from docker.errors import APIError, DockerException
 
-    log = _logger()
+    log = log or logging.getLogger("shipyard.push")
     started = time.monotonic()
     host, path = split_repository(config.repository)
     created = False
     if ecr is not None:
         registry, created = prepare_ecr(ecr, path)
     if registry is None:
-        registry = RegistryCredentials.for_registry(host)
+        registry = RegistryAuth.for_registry(host)
     if registry.registry != host:
         raise ConfigError(f"credentials are for {registry.registry} but the image goes to {host}")
     if config.harbor_api_url:
         created = ensure_harbor_project(config.harbor_api_url, path.split("/", 1)[0], registry)
-    client = (docker_host or DockerHost()).get_client()
-    auth = registry.auth_config()
+    client = (docker_host or DockerEngine()).get_client()
+    auth = engine_auth(registry)
     headers = {"X-Registry-Auth": docker.auth.encode_header(auth)} if auth else {}
     for tag in config.tags:
         params = {"tag": tag}
@@ -327,7 +362,7 @@ def run_push(
         if push_log.error:
             raise classify_push_error(push_log.error, host)
         log.info("pushed %s:%s %s", config.repository, tag, push_log.digest or "")
-    with registry.get_client() as api:
+    with open_client(registry) as api:
         found = api.manifest(path, config.tags[0])
     if found is None:
         raise TransientError(f"{config.repository}:{config.tags[0]} missing right after the push")
@@ -341,32 +376,3 @@ def run_push(
         created_repository=created,
         duration_seconds=time.monotonic() - started,
     )
-
-
-@task(
-    cache_policy=NO_CACHE,  # side effects and secrets: never cache by inputs
-    name="push_image",
-    retries=3,
-    retry_delay_seconds=[5, 15, 45],
-    retry_condition_fn=retry_condition,
-)
-def push_image(
-    config: PushImageConfig,
-    docker_host: DockerHost | None = None,
-    registry: RegistryCredentials | None = None,
-    ecr: EcrRegistry | None = None,
-) -> PushImageResult:
-    """Push the image and return its immutable ``repository@sha256:...`` reference."""
-    return run_push(config, docker_host, registry, ecr)
-
-
-@task(
-    cache_policy=NO_CACHE,  # side effects and secrets: never cache by inputs
-    name="login_ecr",
-    retries=2,
-    retry_delay_seconds=[5, 15],
-    retry_condition_fn=retry_condition,
-)
-def login_ecr(ecr: EcrRegistry, repository: str) -> RegistryCredentials:
-    """ECR login (and repository creation) ahead of the build's reuse check and the push."""
-    return prepare_ecr(ecr, split_repository(repository)[1])[0]

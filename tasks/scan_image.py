@@ -15,6 +15,9 @@ on disk keyed by the image's immutable identity (image ID or manifest digest) or
 source commit, the DB version and the scanners; the gate is re-applied each time (it
 is pure and instant), so the same digest + DB + policy gives the same verdict without
 running trivy again.
+
+No Prefect here: the tasks are in :mod:`tasks.steps.image`; the gate's markdown report
+leaves through the ``publish`` callback of :func:`check_gate` (a Prefect artifact there).
 """
 
 from __future__ import annotations
@@ -27,19 +30,20 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 from pathlib import Path
 from typing import Any, Literal
 
-from prefect import task
-from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from blocks.docker import DockerHost
-from blocks.registry import RegistryCredentials
-from shipyard.core.errors import ConfigError, PolicyError, TransientError, retry_condition
+from shipyard.core.engine import DockerEngine, DockerEngineAccess
+from shipyard.core.errors import ConfigError, PolicyError, TransientError
+from shipyard.core.net import is_loopback
+from shipyard.core.oci import split_reference
 from shipyard.core.redact import redact, register_secret
+from shipyard.core.registry import RegistryAccess
 from tasks.scan_policy import (
     Finding,
     GateResult,
@@ -273,7 +277,7 @@ def _store(path: Path, data: bytes) -> None:
     tmp.replace(path)
 
 
-def _registry_env(credentials: RegistryCredentials | None) -> dict[str, str]:
+def _registry_env(credentials: RegistryAccess | None) -> dict[str, str]:
     if credentials is None or not credentials.username:
         return {}
     return {
@@ -284,12 +288,10 @@ def _registry_env(credentials: RegistryCredentials | None) -> dict[str, str]:
 
 def run_image_scan(
     config: ScanImageConfig,
-    credentials: RegistryCredentials | None = None,
-    docker_host: DockerHost | None = None,
+    credentials: RegistryAccess | None = None,
+    docker_host: DockerEngineAccess | None = None,
 ) -> TrivyScan:
     """``trivy image`` (JSON) and, in parallel, the CycloneDX SBOM; cached by identity."""
-    from tasks.build_image import split_repository
-
     started = time.monotonic()
     trivy = find_trivy(config.trivy_path)
     usable, db = _vuln_db(config)
@@ -310,15 +312,13 @@ def run_image_scan(
             cached_sbom,
             started,
         )
-    registry = split_repository(config.image.split("@", 1)[0])[0]
+    registry = split_reference(config.image).registry
     insecure = config.insecure
     if insecure is None:
-        from blocks.registry import is_loopback
-
         insecure = credentials.insecure if credentials else is_loopback(registry)
     env = _registry_env(credentials)
     if config.image_src == "docker":
-        env["DOCKER_HOST"] = (docker_host or DockerHost()).resolved_url()
+        env["DOCKER_HOST"] = (docker_host or DockerEngine()).resolved_url()
     with tempfile.TemporaryDirectory(prefix="shipyard-scan-") as tmp:
         sbom_tmp = str(Path(tmp) / "sbom.cdx.json")
         report_argv = trivy_argv(
@@ -447,8 +447,8 @@ class ScanConfig(TrivySettings):
 def run_scan(
     config: ScanConfig,
     policy: ScanPolicy,
-    credentials: RegistryCredentials | None = None,
-    docker_host: DockerHost | None = None,
+    credentials: RegistryAccess | None = None,
+    docker_host: DockerEngineAccess | None = None,
 ) -> ScanResult:
     """Image and source scans in parallel, then the gate (no Prefect needed)."""
     settings = config.model_dump(include=set(TrivySettings.model_fields))
@@ -479,45 +479,18 @@ def run_scan(
     )
 
 
-# --- Prefect tasks --------------------------------------------------------------------------
+def check_gate(
+    scans: list[TrivyScan],
+    policy: ScanPolicy,
+    subject: str,
+    publish: Callable[[str, str], object] | None = None,
+) -> GateResult:
+    """Apply the policy to ``scans``; PolicyError naming what blocked.
 
-
-@task(
-    cache_policy=NO_CACHE,  # side effects and secrets: never cache by inputs
-    name="scan_image",
-    retries=2,
-    retry_delay_seconds=[5, 30],
-    retry_condition_fn=retry_condition,
-)
-def scan_image(
-    config: ScanImageConfig,
-    registry: RegistryCredentials | None = None,
-    docker_host: DockerHost | None = None,
-) -> TrivyScan:
-    """``trivy image`` + CycloneDX SBOM of the built image (cached by digest/ID and DB)."""
-    return run_image_scan(config, registry, docker_host)
-
-
-@task(
-    cache_policy=NO_CACHE,  # side effects and secrets: never cache by inputs
-    name="scan_source",
-    retries=2,
-    retry_delay_seconds=[5, 30],
-    retry_condition_fn=retry_condition,
-)
-def scan_source(config: ScanSourceConfig) -> TrivyScan:
-    """``trivy fs`` on the source at the commit: secrets, misconfigurations, dependencies."""
-    return run_source_scan(config)
-
-
-@task(
-    cache_policy=NO_CACHE,  # side effects and secrets: never cache by inputs
-    name="scan_gate",
-)
-def scan_gate(scans: list[TrivyScan], policy: ScanPolicy, subject: str) -> GateResult:
-    """Apply the policy; publish a markdown artifact; PolicyError naming what blocked."""
-    from prefect.artifacts import create_markdown_artifact
-
+    The markdown report (counts by severity, blocking findings, scanners, DB, SBOM;
+    redacted) goes to ``publish(markdown, summary)`` first, so a blocked gate still
+    leaves its evidence.
+    """
     gate = gate_findings(scans, policy)
     extra = {
         f"{s.kind} scan": f"{', '.join(s.scanners)}; vuln DB {s.vuln_db}"
@@ -527,11 +500,8 @@ def scan_gate(scans: list[TrivyScan], policy: ScanPolicy, subject: str) -> GateR
     sbom = next((s.sbom_path for s in scans if s.sbom_path), None)
     if sbom:
         extra["SBOM (CycloneDX)"] = sbom
-    create_markdown_artifact(
-        key="scan-gate",
-        markdown=redact(render_markdown(gate, subject, extra)),
-        description=gate.summary(),
-    )
+    if publish is not None:
+        publish(redact(render_markdown(gate, subject, extra)), gate.summary())
     if not gate.passed:
         raise PolicyError(gate.summary())
     return gate

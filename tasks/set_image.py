@@ -42,101 +42,29 @@ from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from shipyard.core.errors import ConfigError, PermanentError
+from shipyard.core.oci import (
+    ImageRef,
+    parse_reference,
+    validate_digest,
+    validate_name,
+    validate_tag,
+)
 
 __all__ = [
     "Change",
-    "ImageRef",
     "SetImageConfig",
     "SetImageResult",
     "ValuesKeys",
     "find_images",
-    "parse_reference",
     "plan_set_image",
     "set_image",
 ]
-
-# --- OCI reference grammar (distribution/reference) ----------------------------------
-
-_ALNUM = r"[a-z0-9]+"
-_SEPARATOR = r"(?:[._]|__|-+)"
-_PATH_COMPONENT = rf"{_ALNUM}(?:{_SEPARATOR}{_ALNUM})*"
-_DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
-_DOMAIN = rf"(?:{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*|\[[0-9a-fA-F:.]+\])(?::[0-9]+)?"
-_NAME = rf"(?:{_DOMAIN}/)?{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*"
-_TAG = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"
-_DIGEST = r"[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]+"
-
-NAME_RE = re.compile(rf"^{_NAME}$")
-TAG_RE = re.compile(rf"^{_TAG}$")
-DIGEST_RE = re.compile(rf"^{_DIGEST}$")
-REFERENCE_RE = re.compile(rf"^(?P<name>{_NAME})(?::(?P<tag>{_TAG}))?(?:@(?P<digest>{_DIGEST}))?$")
-_HEX_DIGESTS = {"sha256": 64, "sha512": 128}
-_MAX_NAME = 255
 
 WORKLOAD_KINDS = frozenset(
     {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "CronJob", "Pod", "Rollout"}
 )
 KUSTOMIZATION_FILES = frozenset({"kustomization.yaml", "kustomization.yml", "Kustomization"})
 YAML_SUFFIXES = (".yaml", ".yml")
-
-
-def validate_name(name: str) -> str:
-    """Return ``name`` if it is a valid image repository (no tag, no digest)."""
-    if len(name) > _MAX_NAME or not NAME_RE.match(name):
-        raise ConfigError(
-            f"invalid image name {name!r}: expected [registry/]path/name in lower case, "
-            "without tag or digest"
-        )
-    return name
-
-
-def validate_tag(tag: str) -> str:
-    """Return ``tag`` if it is a valid OCI tag (``[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}``)."""
-    if not TAG_RE.match(tag):
-        raise ConfigError(
-            f"invalid tag {tag!r}: up to 128 of [A-Za-z0-9_.-], not starting with '.' or '-'"
-        )
-    return tag
-
-
-def validate_digest(digest: str) -> str:
-    """Return ``digest`` if it is a valid OCI digest (``sha256:<64 hex>`` and friends)."""
-    if not DIGEST_RE.match(digest):
-        raise ConfigError(
-            f"invalid digest {digest!r}: expected algorithm:hex, e.g. sha256:<64 hex>"
-        )
-    algorithm, _, encoded = digest.partition(":")
-    size = _HEX_DIGESTS.get(algorithm)
-    if size is not None and not re.fullmatch(rf"[a-f0-9]{{{size}}}", encoded):
-        raise ConfigError(
-            f"invalid digest {digest!r}: {algorithm} needs {size} lower-case hex digits"
-        )
-    return digest
-
-
-@dataclass(frozen=True)
-class ImageRef:
-    """A parsed image reference: repository name plus optional tag and digest."""
-
-    name: str
-    tag: str | None = None
-    digest: str | None = None
-
-    def __str__(self) -> str:
-        text = self.name
-        if self.tag:
-            text += f":{self.tag}"
-        if self.digest:
-            text += f"@{self.digest}"
-        return text
-
-
-def parse_reference(text: str) -> ImageRef | None:
-    """Parse ``repo[:tag][@digest]``; None when ``text`` is not an image reference."""
-    match = REFERENCE_RE.match(text.strip())
-    if match is None or len(match["name"]) > _MAX_NAME:
-        return None
-    return ImageRef(match["name"], match["tag"], match["digest"])
 
 
 # --- configuration -------------------------------------------------------------------
@@ -150,7 +78,7 @@ class ValuesKeys(BaseModel):
     must equal the image for the file to be edited.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     image: str | None = Field(None, description="Key path of a whole reference, e.g. app.image.")
     repository: str | None = Field(
@@ -171,7 +99,7 @@ class ValuesKeys(BaseModel):
 class SetImageConfig(BaseModel):
     """What to set where: an image's new tag and/or digest under a path of the repo."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     path: str = Field(".", description="File or directory, relative to the working tree root.")
     image: str = Field(

@@ -26,6 +26,8 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
 from shipyard.core.errors import ConfigError
+from shipyard.core.oci import split_reference
+from shipyard.core.selectors import APP_LABEL, MANAGED_BY_LABEL
 
 __all__ = [
     "APP_LABEL",
@@ -41,8 +43,6 @@ __all__ = [
 
 JSON = dict[str, Any]
 KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
-MANAGED_BY_LABEL = "app.shipyard.dev/managed-by"
-APP_LABEL = "app.shipyard.dev/app"
 REVISION_ANNOTATION = "app.shipyard.dev/revision"
 # Apply order: what others depend on first (as kubectl/Argo CD sync waves do by kind).
 _RANK = {
@@ -171,18 +171,9 @@ def _load_all_raw(text: str, source: str) -> list[JSON]:
     return docs
 
 
-def _split_image(image: str) -> tuple[str, str, str]:
-    """``name``, ``:tag`` part and ``@digest`` part of an image reference."""
-    name, at, digest = image.partition("@")
-    last = name.rsplit("/", 1)[-1]
-    tag = ""
-    if ":" in last:
-        name, _, tag = name.rpartition(":")
-    return name, tag, digest if at else ""
-
-
 def _override(image: str, entries: Iterable[Mapping[str, Any]]) -> str:
-    name, tag, digest = _split_image(image)
+    parts = split_reference(image)
+    name, tag, digest = parts.name, parts.tag or "", parts.digest or ""
     for entry in entries:
         if entry.get("name") != name:
             continue

@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from blocks.docker import DockerHost
 from shipyard.core.errors import PermanentError, TransientError
+from shipyard.core.oci import split_repository
 from tasks.build_image import (
     FINGERPRINT_LABEL,
     BuildImageConfig,
@@ -20,7 +21,6 @@ from tasks.build_image import (
     image_tags,
     oci_labels,
     run_build,
-    split_repository,
 )
 from tasks.push_image import PushImageConfig, run_push
 from tests.fixtures.services import Stack

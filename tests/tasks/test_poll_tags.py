@@ -1,16 +1,21 @@
-"""image-poll's tag selection (pure) and tag listing against the real registry."""
+"""image-poll's tag selection (pure) and tag listing against the real registry, plain and
+behind token auth (the one bearer-token exchange of shipyard.core.registry)."""
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 
-from shipyard.core.errors import ConfigError, TransientError
-from tasks.poll_tags import TagPolicy, list_tags, parse_version, select_tag
+from shipyard.core.errors import ConfigError, PermanentError, TransientError
+from tasks.poll_tags import TagPolicy, list_tags, newest_allowed_tag, parse_version, select_tag
+from tests.fixtures.simcluster import LocalRegistry
+from tests.fixtures.token_registry import TokenIssuer, push_with_token, start_token_registry
 
 TAGS = ["latest", "1.0.0", "1.2.0", "1.10.0", "v1.11.0-rc.1", "2.0.0", "main-abc123", "1.9"]
 
@@ -74,3 +79,60 @@ def test_unknown_repository_is_a_clear_error(oci_registry: Any) -> None:
 def test_unreachable_registry_is_transient() -> None:
     with pytest.raises(TransientError, match="unreachable"):
         list_tags("127.0.0.1:1", "shop/x", insecure=True, timeout=1)
+
+
+@pytest.fixture(scope="module")
+def token_auth_registry() -> Iterator[tuple[LocalRegistry, TokenIssuer]]:
+    """A real registry that only answers bearer tokens from its issuer (basic-auth login)."""
+    registry, issuer, server = start_token_registry(("carol", "pw-" + uuid.uuid4().hex))
+    try:
+        yield registry, issuer
+    finally:
+        server.shutdown()
+        server.server_close()
+        registry.stop()
+
+
+def test_lists_tags_behind_token_auth_across_pages(
+    token_auth_registry: tuple[LocalRegistry, TokenIssuer],
+) -> None:
+    registry, issuer = token_auth_registry
+    for tag in ("0.9.0", "1.0.0", "1.1.0"):
+        push_with_token(registry, issuer, "shop/tokened", tag)
+    user, password = issuer.user
+    before = issuer.issued
+    tags = list_tags(
+        registry.host,
+        "shop/tokened",
+        username=user,
+        password=SecretStr(password),
+        insecure=True,
+        page_size=2,
+    )
+    assert sorted(tags) == ["0.9.0", "1.0.0", "1.1.0"]
+    assert issuer.issued == before + 1  # one token, kept for the second page
+    picked = newest_allowed_tag(
+        registry.host,
+        "shop/tokened",
+        TagPolicy(semver="<1.1"),
+        username=user,
+        password=SecretStr(password),
+        insecure=True,
+    )
+    assert picked == "1.0.0"
+
+
+def test_token_auth_refusal_is_permanent(
+    token_auth_registry: tuple[LocalRegistry, TokenIssuer],
+) -> None:
+    registry, _ = token_auth_registry
+    with pytest.raises(PermanentError, match="refused"):
+        list_tags(registry.host, "shop/tokened", insecure=True)
+    with pytest.raises(PermanentError, match="refused"):
+        list_tags(
+            registry.host,
+            "shop/tokened",
+            username="carol",
+            password=SecretStr("wrong"),
+            insecure=True,
+        )

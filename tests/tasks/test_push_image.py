@@ -16,9 +16,10 @@ import pytest
 from prefect_aws.credentials import AwsCredentials
 
 from blocks.docker import DockerHost
-from blocks.registry import EcrRegistry, RegistryClient, RegistryCredentials
+from blocks.registry import EcrRegistry, RegistryCredentials
 from shipyard.core.errors import PermanentError, TransientError
 from shipyard.core.redact import redact
+from shipyard.core.registry import RegistryClient
 from tasks.build_image import BuildImageConfig, run_build
 from tasks.push_image import (
     PushImageConfig,

@@ -11,10 +11,10 @@ from hypothesis import strategies as st
 from ruamel.yaml import YAML
 
 from shipyard.core.errors import ConfigError
+from shipyard.core.oci import parse_reference
 from tasks.set_image import (
     SetImageConfig,
     find_images,
-    parse_reference,
     plan_set_image,
     render_scalar,
     set_image,
