@@ -16,14 +16,14 @@ from git import Repo
 from git.exc import BadName, GitCommandError, InvalidGitRepositoryError, NoSuchPathError
 
 from shipyard.core.errors import ConfigError, PermanentError, TransientError
+from shipyard.core.git import GIT_ENV, clone_url
 
-__all__ = ["SourceCache", "read_local", "read_tree"]
+__all__ = ["SourceCache", "read_commit_tree", "read_local"]
 
-_ENV = {"GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true", "LC_ALL": "C"}
 MAX_FILE_BYTES = 4 * 1024 * 1024
 
 
-def read_tree(repo: Repo, revision: str, path: str) -> tuple[str, dict[str, str]]:
+def read_commit_tree(repo: Repo, revision: str, path: str) -> tuple[str, dict[str, str]]:
     """(commit sha, {repo-relative path: text}) of every file under ``path`` at ``revision``."""
     try:
         commit = repo.commit(revision)
@@ -53,15 +53,9 @@ def read_local(repo_dir: str | Path, revision: str | None, path: str) -> tuple[s
     except (InvalidGitRepositoryError, NoSuchPathError):
         raise ConfigError(f"{repo_dir} is not a git repository") from None
     try:
-        return read_tree(repo, revision or "HEAD", path)
+        return read_commit_tree(repo, revision or "HEAD", path)
     finally:
         repo.close()
-
-
-def _url(url: str) -> str:
-    if "://" not in url and not re.match(r"^[\w.-]+@[\w.-]+:", url):
-        return Path(url).resolve().as_uri()
-    return url
 
 
 class SourceCache:
@@ -86,11 +80,11 @@ class SourceCache:
         path = self.root / key
         if not path.exists():
             repo = Repo.init(str(path), bare=True)
-            repo.git.update_environment(**_ENV)
-            repo.create_remote("origin", _url(url))
+            repo.git.update_environment(**GIT_ENV)
+            repo.create_remote("origin", clone_url(url))
             return repo
         repo = Repo(str(path))
-        repo.git.update_environment(**_ENV)
+        repo.git.update_environment(**GIT_ENV)
         return repo
 
     def fetch(
@@ -115,6 +109,6 @@ class SourceCache:
                     if "couldn't find remote ref" in text or "not appear to be a git" in text:
                         raise PermanentError(f"git fetch {branch} failed: {text}") from None
                     raise TransientError(f"git fetch {branch} failed: {text}") from None
-                return read_tree(repo, revision or f"refs/heads/{branch}", path)
+                return read_commit_tree(repo, revision or f"refs/heads/{branch}", path)
             finally:
                 repo.close()
