@@ -2,8 +2,8 @@
 
 Starts its own moto S3 server and simulated cluster (``shipyard sim-cluster``) as
 separate processes on loopback, seeds 10 namespaces with ConfigMaps, Secrets,
-Services and a few Deployments, then times :func:`tasks.backup_cluster.run_backup`
-and :func:`tasks.restore_drill.run_drill` (the cores the flows run, without the
+Services and a few Deployments, then times :func:`tasks.backup_export.run_backup`
+and :func:`tasks.restore_backup_drill.run_drill` (the cores the flows run, without the
 Prefect API round trips); each size runs ``--repeat`` times and the fastest run
 counts, since the machine is shared. Prints one line per size and the growth ratio
 t(2000)/t(1000) (goal <= 2.2; goal for 2,000 objects: < 60 s on 2 cores).
@@ -26,10 +26,12 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from blocks.cluster import api_client
-from blocks.storage import s3_client
-from tasks.backup_cluster import BackupConfig, KubeApi, S3Store, parallel_map, run_backup
-from tasks.restore_drill import DrillConfig, run_drill
+from shipyard.core.kube import KubeClient, Retry, api_client
+from shipyard.core.parallel import parallel_map
+from shipyard.core.s3 import S3Store, s3_client
+from tasks.backup_export import BackupConfig, run_backup
+from tasks.drill_report import DrillConfig
+from tasks.restore_backup_drill import run_drill
 
 NAMESPACES = 10
 DEPLOYMENTS_PER_NS = 2
@@ -87,7 +89,7 @@ def start_services(workdir: Path) -> tuple[list[subprocess.Popen[bytes]], str, P
     return [moto, sim], endpoint, kubeconfig
 
 
-def seed(kube: KubeApi, size: int, tag: str, workers: int) -> list[str]:
+def seed(kube: KubeClient, size: int, tag: str, workers: int) -> list[str]:
     """``size`` objects (namespaces included) across 10 namespaces."""
     namespaces = [f"bench-{tag}-{i}" for i in range(NAMESPACES)]
     parallel_map(
@@ -148,7 +150,7 @@ def seed(kube: KubeApi, size: int, tag: str, workers: int) -> list[str]:
     return namespaces
 
 
-def delete_namespaces(kube: KubeApi, namespaces: list[str]) -> None:
+def delete_namespaces(kube: KubeClient, namespaces: list[str]) -> None:
     for ns in namespaces:
         kube.request("DELETE", f"/api/v1/namespaces/{ns}")
     wait_for(
@@ -175,7 +177,9 @@ def main() -> None:
     procs, endpoint, kubeconfig = start_services(workdir)
     results: list[dict[str, Any]] = []
     try:
-        kube = KubeApi(api_client(str(kubeconfig)))
+        kube = KubeClient(
+            api_client(str(kubeconfig)), retry=Retry(attempts=4), request_timeout=60.0
+        )
         client = s3_client(endpoint)
         client.create_bucket(Bucket="dr-bench")
         store = S3Store(client, "dr-bench")

@@ -28,7 +28,8 @@ from typing import Any
 
 from simcluster.cluster import SimCluster
 from simcluster.config import SimConfig
-from tasks.sync.kube import KubeClient
+
+from shipyard.core.kube import KubeClient
 from tasks.verify_rollout import VerifyConfig, evaluate_rollout, watch_rollout
 
 

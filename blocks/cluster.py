@@ -3,18 +3,18 @@
 Reuses prefect-kubernetes' ``KubernetesClusterConfig`` (a kubeconfig held in a block)
 when given, and otherwise reads a kubeconfig file or the in-cluster service account,
 so the same flow runs on a laptop, in CI against the simulator, and inside a worker pod.
+The block holds settings only: the client comes from the foundation
+(:mod:`shipyard.core.kube`).
 """
 
 from __future__ import annotations
 
-import os
-
-from kubernetes import client, config
+from kubernetes import client
 from prefect.blocks.core import Block
 from prefect_kubernetes.credentials import KubernetesClusterConfig
 from pydantic import Field
 
-from shipyard.core.errors import ConfigError
+from shipyard.core.kube import KubeClient, Retry, api_client
 
 
 class KubernetesCluster(Block):
@@ -35,35 +35,15 @@ class KubernetesCluster(Block):
 
     def get_api_client(self) -> client.ApiClient:
         """Build an ApiClient; a ConfigError says what is missing when nothing is usable."""
-        return api_client(
-            self.kubeconfig_path, self.context, self.cluster_config, in_cluster=self.in_cluster
+        if self.cluster_config is not None:
+            return self.cluster_config.get_api_client()
+        built: client.ApiClient = api_client(
+            self.kubeconfig_path, self.context, in_cluster=self.in_cluster
         )
+        return built
 
-
-def api_client(
-    kubeconfig_path: str | None = None,
-    context: str | None = None,
-    cluster_config: KubernetesClusterConfig | None = None,
-    *,
-    in_cluster: bool = False,
-) -> client.ApiClient:
-    """An ApiClient from a cluster-config block, a kubeconfig file, or in-cluster config."""
-    if cluster_config is not None:
-        return cluster_config.get_api_client()
-    configuration = client.Configuration()
-    if in_cluster:
-        config.load_incluster_config(client_configuration=configuration)
-        return client.ApiClient(configuration)
-    path = kubeconfig_path or os.environ.get("KUBECONFIG") or os.path.expanduser("~/.kube/config")
-    if not os.path.exists(path):
-        raise ConfigError(
-            f"no kubeconfig at {path}: pass --kubeconfig, set KUBECONFIG, "
-            "or run 'shipyard stack up'"
-        )
-    try:
-        config.load_kube_config(
-            config_file=path, context=context, client_configuration=configuration
-        )
-    except (config.ConfigException, ValueError, KeyError) as exc:
-        raise ConfigError(f"kubeconfig {path} is unusable: {exc}") from None
-    return client.ApiClient(configuration)
+    def get_kube_client(
+        self, *, retry: Retry | None = None, request_timeout: float = 30.0
+    ) -> KubeClient:
+        """Shipyard's Kubernetes client for this cluster (see :class:`KubeClient`)."""
+        return KubeClient(self.get_api_client(), retry=retry, request_timeout=request_timeout)

@@ -1,18 +1,20 @@
 """Backup storage block: the S3 bucket (or S3-compatible endpoint) backups live in.
 
 Credentials reuse prefect-aws' ``AwsCredentials``; when none are given boto3's usual
-chain applies (environment variables, profile, instance role).
+chain applies (environment variables, profile, instance role). The block holds
+settings only: the client and the store come from the foundation
+(:mod:`shipyard.core.s3`).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import boto3
-from botocore.config import Config
 from prefect.blocks.core import Block
 from prefect_aws import AwsCredentials
 from pydantic import Field
+
+from shipyard.core.s3 import S3Store, s3_client
 
 
 class BackupStorage(Block):
@@ -31,22 +33,9 @@ class BackupStorage(Block):
 
     def get_s3_client(self) -> Any:
         """A boto3 S3 client with bounded timeouts and standard retries."""
-        return s3_client(self.endpoint_url, self.region, self.credentials)
+        session = self.credentials.get_boto3_session() if self.credentials is not None else None
+        return s3_client(self.endpoint_url, self.region, session)
 
-
-def s3_client(
-    endpoint_url: str | None = None,
-    region: str | None = None,
-    credentials: AwsCredentials | None = None,
-) -> Any:
-    """boto3 S3 client; 5xx, throttling and timeouts retried by botocore's standard mode."""
-    cfg = Config(
-        retries={"max_attempts": 5, "mode": "standard"},
-        connect_timeout=5,
-        read_timeout=30,
-        s3={"addressing_style": "path"},
-    )
-    session = (
-        credentials.get_boto3_session() if credentials is not None else boto3.session.Session()
-    )
-    return session.client("s3", endpoint_url=endpoint_url, region_name=region, config=cfg)
+    def get_store(self) -> S3Store:
+        """The bucket as Shipyard's S3 store (errors translated into the error split)."""
+        return S3Store(self.get_s3_client(), self.bucket)

@@ -1,7 +1,8 @@
 """`backup`: export selected namespaces of a cluster to S3, then apply retention.
 
 Orchestration only: resolve the cluster and storage (saved blocks or plain
-parameters), run the ``backup_cluster`` task, then ``apply_retention``.
+parameters), run the ``backup_cluster`` task, then ``apply_retention``, and publish what
+was written. The restore-drill flows resolve their cluster and storage the same way.
 """
 
 from __future__ import annotations
@@ -13,16 +14,12 @@ from prefect.artifacts import create_markdown_artifact
 
 from blocks.cluster import KubernetesCluster
 from blocks.storage import BackupStorage
+from flows.common import load_block
+from shipyard.core.config import parse_config
 from shipyard.core.errors import ConfigError
-from tasks.backup_cluster import (
-    BackupConfig,
-    BackupResult,
-    VeleroConfig,
-    apply_retention,
-    backup_cluster,
-    backup_with_velero,
-    parse_config,
-)
+from tasks.backup_export import BackupConfig, BackupResult, render_backup_report
+from tasks.steps.dr import apply_retention, backup_cluster, backup_with_velero
+from tasks.velero import VeleroConfig
 
 
 def resolve_cluster(
@@ -30,10 +27,7 @@ def resolve_cluster(
 ) -> KubernetesCluster:
     """A saved cluster block by name, or one built from a kubeconfig path."""
     if cluster_block:
-        loaded = KubernetesCluster.load(cluster_block)
-        if not isinstance(loaded, KubernetesCluster):
-            raise ConfigError(f"block {cluster_block!r} is not a Shipyard Kubernetes Cluster")
-        return loaded
+        return load_block(KubernetesCluster, cluster_block)
     return KubernetesCluster(name=cluster, kubeconfig_path=kubeconfig)
 
 
@@ -42,10 +36,7 @@ def resolve_storage(
 ) -> BackupStorage:
     """A saved storage block by name, or one built from bucket/prefix/endpoint."""
     if storage_block:
-        loaded = BackupStorage.load(storage_block)
-        if not isinstance(loaded, BackupStorage):
-            raise ConfigError(f"block {storage_block!r} is not a Shipyard Backup Storage")
-        return loaded
+        return load_block(BackupStorage, storage_block)
     if not bucket:
         raise ConfigError("no bucket: pass --bucket or a storage block name")
     return BackupStorage(bucket=bucket, prefix=prefix, endpoint_url=s3_endpoint)
@@ -84,7 +75,7 @@ def backup(
         driver: 'shipyard' (export to S3) or 'velero' (create a velero.io Backup and wait).
         velero_namespace: Namespace of the Velero server (driver 'velero').
     """
-    config: BackupConfig = parse_config(
+    config = parse_config(
         BackupConfig,
         {
             "namespaces": namespaces,
@@ -106,14 +97,10 @@ def backup(
     storage = resolve_storage(bucket, prefix, s3_endpoint, storage_block)
     result = backup_cluster(config, target, storage)
     retention = apply_retention(config, storage)
-    counts = ", ".join(f"{k} {v}" for k, v in result.counts.items())
     create_markdown_artifact(
         key="backup-report",
-        markdown=(
-            f"# Backup `{result.backup_id}`\n\n{result.objects} objects, {result.bytes} bytes "
-            f"from {', '.join(config.namespaces)} ({counts}).\n\n"
-            f"Manifest: `s3://{storage.bucket}/{result.manifest_key}`.\n\n"
-            f"Retention deleted {len(retention.deleted)} backups; {retention.kept} kept."
+        markdown=render_backup_report(
+            result, config, storage.bucket, deleted=len(retention.deleted), kept=retention.kept
         ),
         description="What the backup wrote.",
     )

@@ -12,23 +12,27 @@ from typing import Any, Literal
 
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
-from prefect.events import emit_event
 from prefect.states import Failed
 
 from flows.backup import resolve_cluster, resolve_storage
+from flows.common import emit
+from shipyard.core.config import parse_config
 from shipyard.core.errors import ConfigError
-from tasks.backup_cluster import VeleroConfig, parse_config
-from tasks.restore_drill import (
+from tasks.drill_report import (
     DrillConfig,
     DrillResult,
     GitDrillResult,
+    drill_event,
+    render_git_report,
+)
+from tasks.steps.dr import (
     checkout_env,
     publish_drill,
-    render_git_report,
     restore_drill_task,
     restore_from_git_task,
     velero_drill_task,
 )
+from tasks.velero import VeleroConfig
 
 
 @flow(name="restore-drill", log_prints=True)
@@ -71,7 +75,7 @@ def restore_drill(
             mapping; parity measured against the live namespaces).
         velero_namespace: Namespace of the Velero server (driver 'velero').
     """
-    config: DrillConfig = parse_config(
+    config = parse_config(
         DrillConfig,
         {
             "cluster": cluster,
@@ -136,18 +140,16 @@ def restore_from_git_drill(
         markdown=render_git_report(result),
         description=f"Rebuild of {live_namespace} from git",
     )
-    emit_event(
-        event="shipyard.drill.passed" if result.passed else "shipyard.drill.failed",
-        resource={
-            "prefect.resource.id": f"shipyard.cluster.{cluster}",
-            "prefect.resource.name": cluster,
-        },
-        payload={
+    emit(
+        drill_event(result.passed),
+        f"shipyard.cluster.{cluster}",
+        {
             "kind": "git",
             "live_namespace": live_namespace,
             "parity": result.parity,
             "failures": result.failures[:10],
         },
+        name=cluster,
     )
     print(
         f"git drill of {live_namespace}: {'PASSED' if result.passed else 'FAILED'} "

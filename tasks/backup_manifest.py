@@ -1,4 +1,5 @@
-"""Backup layout, manifest, checksums, retention and backup selection (pure).
+"""Backup layout, manifest, checksums, retention and backup selection: the format that
+the backup steps write and the restore drills read.
 
 A backup is a set of S3 objects under ``<prefix>/<cluster>/<backup-id>/``: one JSON
 object per Kubernetes resource under ``objects/`` and a ``manifest.json`` written last
@@ -7,11 +8,13 @@ of every object, so a restore can prove it reads exactly what was written.
 
 Backup ids start with their UTC creation time (``20260102T030405Z-1a2b3c``), so
 lexical order is age order and "latest" needs no extra reads.
+
+Everything here is pure except :func:`complete_backups` and :func:`read_manifest`, which
+read that layout through an :class:`~shipyard.core.s3.S3Store`.
 """
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import random
@@ -24,7 +27,9 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from shipyard.core.errors import ConfigError, PermanentError
-from tasks.normalize import object_path
+from shipyard.core.manifests import group_of
+from shipyard.core.parallel import DEFAULT_WORKERS, parallel_map
+from shipyard.core.s3 import S3Store
 
 __all__ = [
     "MANIFEST_NAME",
@@ -32,14 +37,17 @@ __all__ = [
     "BackupManifest",
     "ChecksumProblem",
     "IntegrityError",
+    "backup_key",
     "backup_root",
     "build_manifest",
     "choose_backup",
+    "complete_backups",
     "encode_object",
     "expired_backups",
     "new_backup_id",
+    "object_path",
     "parse_backup_time",
-    "sha256_b64",
+    "read_manifest",
     "sha256_hex",
     "verify_contents",
 ]
@@ -124,9 +132,21 @@ def backup_root(prefix: str, cluster: str, backup_id: str | None = None) -> str:
     return "/".join(parts) + "/"
 
 
-def object_key(root: str, path: str) -> str:
-    """Full S3 key of an object path inside a backup root."""
+def backup_key(root: str, path: str) -> str:
+    """Full S3 key of a path (an object's, or the manifest's) inside a backup root."""
     return f"{root}{path}"
+
+
+def object_path(obj: Mapping[str, Any]) -> str:
+    """Stable relative key of an object in a backup.
+
+    ``<namespace or _cluster>/<group or core>/<kind>/<name>.json``; names are DNS
+    subdomains, so they are safe as key segments.
+    """
+    meta = obj.get("metadata") or {}
+    group = group_of(str(obj.get("apiVersion", ""))) or "core"
+    scope = meta.get("namespace") or "_cluster"
+    return f"{scope}/{group}/{obj.get('kind')}/{meta.get('name')}.json"
 
 
 def encode_object(obj: Mapping[str, Any]) -> bytes:
@@ -137,11 +157,6 @@ def encode_object(obj: Mapping[str, Any]) -> bytes:
 def sha256_hex(data: bytes) -> str:
     """Hex sha256 (manifest form)."""
     return hashlib.sha256(data).hexdigest()
-
-
-def sha256_b64(data: bytes) -> str:
-    """Base64 sha256 (S3 ``ChecksumSHA256`` form)."""
-    return base64.b64encode(hashlib.sha256(data).digest()).decode()
 
 
 def entry_for(obj: Mapping[str, Any], data: bytes) -> BackupEntry:
@@ -283,3 +298,29 @@ def choose_backup(
         f"unknown backup id {selector!r}",
         hint=f"latest is {ids[-1]}; {len(ids)} backups available",
     )
+
+
+def complete_backups(
+    store: S3Store, prefix: str, cluster: str, workers: int = DEFAULT_WORKERS
+) -> list[str]:
+    """Ids of backups of ``cluster`` that have a manifest, oldest first."""
+    root = backup_root(prefix, cluster)
+    ids = [i for i in store.list_prefixes(root) if parse_backup_time(i) is not None]
+    present = parallel_map(
+        lambda i: store.exists(backup_key(backup_root(prefix, cluster, i), MANIFEST_NAME)),
+        ids,
+        workers,
+    )
+    return sorted(i for i, ok in zip(ids, present, strict=True) if ok)
+
+
+def read_manifest(store: S3Store, prefix: str, cluster: str, backup_id: str) -> BackupManifest:
+    """The manifest of ``backup_id``; a missing one is a ConfigError (unknown id)."""
+    key = backup_key(backup_root(prefix, cluster, backup_id), MANIFEST_NAME)
+    data = store.get(key)
+    if data is None:
+        raise ConfigError(f"no backup {backup_id!r} in s3://{store.bucket}/{key}")
+    try:
+        return BackupManifest.model_validate_json(data)
+    except ValueError as exc:
+        raise PermanentError(f"manifest {key} is corrupt: {exc}") from None

@@ -1,8 +1,10 @@
 """Restore backed-up objects into drill namespaces, check parity and readiness, clean up.
 
-The pure half (:func:`plan_restore`, :func:`parity_report`, :func:`workload_ready`)
-decides what to create, in which order, and whether what the cluster holds afterwards
-equals the backup; the I/O half drives a :class:`~tasks.backup_cluster.KubeApi`.
+Shared by the three drills (backup, git, Velero). The pure half (:func:`plan_restore`,
+:func:`parity_report`, :func:`compare_environments`, :func:`workload_ready`, the drill
+namespace names and the restore order) decides what to create, in which order, and
+whether what the cluster holds afterwards equals the source; the I/O half drives a
+:class:`~shipyard.core.kube.KubeClient`.
 
 Isolation rules of a drill: every namespaced object goes into ``<ns>-drill-<id>``
 namespaces labelled ``shipyard.io/drill=<id>``; cluster-scoped objects that already exist
@@ -12,7 +14,10 @@ deleted by :func:`cleanup_drill` together with the drill namespaces.
 
 from __future__ import annotations
 
+import copy
+import hashlib
 import logging
+import random
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -23,16 +28,10 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from shipyard.core.errors import PermanentError, TransientError
-from tasks.backup_cluster import KubeApi, KubeConflict, parallel_map
+from shipyard.core.kube import KubeClient, KubeConflict, Resource
+from shipyard.core.manifests import diff_objects, group_of, normalize, significant
+from shipyard.core.parallel import DEFAULT_WORKERS, parallel_map
 from tasks.backup_manifest import BackupManifest
-from tasks.normalize import (
-    ResourceKind,
-    diff_objects,
-    map_namespace,
-    normalize,
-    restore_rank,
-    significant,
-)
 
 __all__ = [
     "DRILL_LABEL",
@@ -40,10 +39,15 @@ __all__ = [
     "ParityReport",
     "RestoreOutcome",
     "cleanup_drill",
+    "compare_environments",
+    "drill_namespace",
+    "map_namespace",
     "measure_parity",
+    "new_drill_id",
     "parity_report",
     "plan_restore",
     "restore_plan",
+    "restore_rank",
     "wait_workloads",
     "workload_ready",
 ]
@@ -52,6 +56,84 @@ log = logging.getLogger(__name__)
 JSON = dict[str, Any]
 DRILL_LABEL = "shipyard.io/drill"
 WORKLOAD_KINDS = frozenset({"Deployment", "StatefulSet", "DaemonSet"})
+
+
+def drill_namespace(namespace: str, drill_id: str) -> str:
+    """The drill namespace for ``namespace``: ``<ns>-drill-<id>``, a valid DNS label.
+
+    Long names are shortened with a hash so two source namespaces never collide.
+    """
+    suffix = f"-drill-{drill_id}"
+    name = f"{namespace}{suffix}"
+    if len(name) <= 63:
+        return name
+    digest = hashlib.sha256(namespace.encode()).hexdigest()[:6]
+    keep = 63 - len(suffix) - len(digest) - 1
+    return f"{namespace[:keep].rstrip('-')}-{digest}{suffix}"
+
+
+def new_drill_id() -> str:
+    """A fresh random drill id (six hex digits): the suffix of the drill namespaces."""
+    return f"{random.SystemRandom().getrandbits(24):06x}"
+
+
+def map_namespace(obj: Mapping[str, Any], mapping: Mapping[str, str]) -> JSON:
+    """A copy of ``obj`` moved into the drill namespaces given by ``mapping``.
+
+    Rewrites ``metadata.namespace``, the name of Namespace objects, and RBAC subjects
+    that point into a mapped namespace, so the drill copy is self-contained.
+    """
+    out: JSON = copy.deepcopy(dict(obj))
+    meta = out.setdefault("metadata", {})
+    kind = out.get("kind")
+    if kind == "Namespace" and meta.get("name") in mapping:
+        meta["name"] = mapping[meta["name"]]
+    namespace = meta.get("namespace")
+    if namespace in mapping:
+        meta["namespace"] = mapping[namespace]
+    if kind in ("RoleBinding", "ClusterRoleBinding"):
+        for subject in out.get("subjects") or []:
+            if isinstance(subject, dict) and subject.get("namespace") in mapping:
+                subject["namespace"] = mapping[subject["namespace"]]
+    return out
+
+
+# Restore order: what others depend on first (CRDs, namespaces, RBAC, config, workloads,
+# then what routes to workloads). Unknown kinds (custom resources) go after workloads.
+_RANK: dict[str, int] = {
+    "CustomResourceDefinition": 0,
+    "Namespace": 1,
+    "ServiceAccount": 2,
+    "ClusterRole": 2,
+    "Role": 2,
+    "ClusterRoleBinding": 3,
+    "RoleBinding": 3,
+    "ResourceQuota": 4,
+    "LimitRange": 4,
+    "ConfigMap": 5,
+    "Secret": 5,
+    "PersistentVolumeClaim": 5,
+    "StorageClass": 0,
+    "IngressClass": 0,
+    "Deployment": 6,
+    "StatefulSet": 6,
+    "DaemonSet": 6,
+    "ReplicaSet": 6,
+    "Job": 6,
+    "CronJob": 6,
+    "Pod": 6,
+    "HorizontalPodAutoscaler": 7,
+    "PodDisruptionBudget": 7,
+    "Service": 8,
+    "Ingress": 9,
+    "NetworkPolicy": 9,
+}
+CUSTOM_RESOURCE_RANK = 7
+
+
+def restore_rank(kind: str) -> int:
+    """Position of ``kind`` in the restore order (lower first)."""
+    return _RANK.get(kind, CUSTOM_RESOURCE_RANK)
 
 
 class ExistingPolicy(StrEnum):
@@ -124,16 +206,16 @@ class RestoreOutcome:
 class KindIndex:
     """(apiVersion, kind) -> REST resource, refreshed after CRDs are created."""
 
-    def __init__(self, kube: KubeApi, workers: int) -> None:
+    def __init__(self, kube: KubeClient, workers: int) -> None:
         self.kube = kube
         self.workers = workers
-        self._kinds: dict[tuple[str, str], ResourceKind] = {}
+        self._kinds: dict[tuple[str, str], Resource] = {}
         self.refresh()
 
     def refresh(self) -> None:
         self._kinds = {(k.api_version, k.kind): k for k in self.kube.discover(self.workers)}
 
-    def lookup(self, obj: JSON, wait: float = 10.0) -> ResourceKind:
+    def lookup(self, obj: JSON, wait: float = 10.0) -> Resource:
         key = (str(obj.get("apiVersion")), str(obj.get("kind")))
         deadline = time.monotonic() + wait
         while key not in self._kinds:
@@ -144,18 +226,18 @@ class KindIndex:
         return self._kinds[key]
 
 
-def object_url(kind: ResourceKind, obj: JSON) -> str:
+def object_url(kind: Resource, obj: JSON) -> str:
     """REST path of one object."""
     meta = obj.get("metadata") or {}
-    return f"{kind.collection_path(meta.get('namespace'))}/{meta.get('name')}"
+    return kind.path(meta.get("namespace"), meta.get("name"))
 
 
 def restore_plan(
-    kube: KubeApi,
+    kube: KubeClient,
     plan: Sequence[PlannedObject],
     *,
     policy: ExistingPolicy = ExistingPolicy.FAIL,
-    workers: int = 8,
+    workers: int = DEFAULT_WORKERS,
     outcome: RestoreOutcome | None = None,
 ) -> RestoreOutcome:
     """Create the planned objects rank by rank (each rank in parallel).
@@ -178,7 +260,7 @@ def restore_plan(
 
 
 def _apply_one(
-    kube: KubeApi,
+    kube: KubeClient,
     index: KindIndex,
     item: PlannedObject,
     policy: ExistingPolicy,
@@ -186,7 +268,7 @@ def _apply_one(
 ) -> None:
     kind = index.lookup(item.obj)
     body = dict(item.obj)
-    collection = kind.collection_path(item.namespace)
+    collection = kind.path(item.namespace)
     try:
         kube.request("POST", collection, body)
     except KubeConflict:
@@ -200,8 +282,8 @@ def _apply_one(
 
 
 def _on_conflict(
-    kube: KubeApi,
-    kind: ResourceKind,
+    kube: KubeClient,
+    kind: Resource,
     item: PlannedObject,
     policy: ExistingPolicy,
     result: RestoreOutcome,
@@ -248,7 +330,7 @@ def parity_report(
 ) -> ParityReport:
     """Compare each planned object with what the cluster holds (path -> object or None).
 
-    Both sides go through :func:`~tasks.normalize.normalize`; fields the server added
+    Both sides go through :func:`~shipyard.core.manifests.normalize`; fields the server added
     under ``spec`` are tolerated (defaulting), anything else counts.
     """
     matched = 0
@@ -268,7 +350,7 @@ def parity_report(
 
 
 def measure_parity(
-    kube: KubeApi, plan: Sequence[PlannedObject], *, workers: int = 8
+    kube: KubeClient, plan: Sequence[PlannedObject], *, workers: int = DEFAULT_WORKERS
 ) -> ParityReport:
     """Read back the restored objects (one list per kind and namespace) and compare."""
     index = KindIndex(kube, workers)
@@ -284,7 +366,9 @@ def measure_parity(
             # cluster-scoped: fetch just the planned names
             found = {i.name: kube.get(object_url(kind, i.obj)) for i in items}
             return {n: o for n, o in found.items() if o is not None}
-        return {str((o.get("metadata") or {}).get("name")): o for o in kube.list(kind, key[2])}
+        return {
+            str((o.get("metadata") or {}).get("name")): o for o in kube.list_objects(kind, key[2])
+        }
 
     keys = list(groups)
     fetched = parallel_map(fetch, keys, workers)
@@ -293,6 +377,44 @@ def measure_parity(
         for item in groups[key]:
             live[item.path] = by_name.get(item.name)
     return parity_report(plan, live)
+
+
+def _identity(obj: JSON) -> tuple[str, str, str]:
+    return (
+        group_of(str(obj.get("apiVersion", ""))),
+        str(obj.get("kind")),
+        str((obj.get("metadata") or {}).get("name")),
+    )
+
+
+def compare_environments(
+    desired: list[JSON], live: list[JSON], *, secret_kinds: frozenset[str] = frozenset({"Secret"})
+) -> tuple[float, list[str], list[str], list[str]]:
+    """Parity of two normalized object sets of one namespace (pure).
+
+    Returns (parity, only in desired, only in live, field mismatches); objects are
+    matched by group, kind and name, Namespace objects are not compared.
+    """
+    want = {_identity(o): o for o in desired if o.get("kind") != "Namespace"}
+    have = {_identity(o): o for o in live if o.get("kind") != "Namespace"}
+    only_desired = sorted("/".join(k[1:]) for k in want.keys() - have.keys())
+    only_live = sorted("/".join(k[1:]) for k in have.keys() - want.keys())
+    mismatches: list[str] = []
+    equal = 0
+    for key in sorted(want.keys() & have.keys()):
+        diffs = significant(diff_objects(want[key], have[key]))
+        diffs = [d for d in diffs if d.path != ".metadata.namespace"]
+        if not diffs:
+            equal += 1
+        for d in diffs[:5]:
+            mismatches.append(f"{key[1]}/{key[2]} {d.render(secret=key[1] in secret_kinds)}")
+    total = len(want.keys() | have.keys())
+    return (1.0 if total == 0 else equal / total), only_desired, only_live, mismatches
+
+
+def compared_objects(objects: list[JSON]) -> int:
+    """How many distinct objects :func:`compare_environments` compares in ``objects``."""
+    return len({_identity(o) for o in objects if o.get("kind") != "Namespace"})
 
 
 # --- readiness ------------------------------------------------------------------------
@@ -321,11 +443,11 @@ def workload_ready(obj: Mapping[str, Any]) -> bool:
 
 
 def wait_workloads(
-    kube: KubeApi,
+    kube: KubeClient,
     plan: Sequence[PlannedObject],
     *,
     timeout: float,
-    workers: int = 8,
+    workers: int = DEFAULT_WORKERS,
     poll: float = 0.25,
     clock: Callable[[], float] = time.monotonic,
 ) -> list[str]:
@@ -356,7 +478,7 @@ def wait_workloads(
 
 
 def cleanup_drill(
-    kube: KubeApi,
+    kube: KubeClient,
     drill_namespaces: Sequence[str],
     created_cluster_scoped: Sequence[tuple[str, str]] = (),
     *,
@@ -379,21 +501,13 @@ def cleanup_drill(
     return remaining
 
 
-def _delete(kube: KubeApi, url: str) -> None:
-    body = {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Background"}
+def _delete(kube: KubeClient, url: str) -> None:
+    """Delete in the background, a few more tries than one call's budget: cleanup matters."""
     for attempt in range(3):
         try:
-            kube.request("DELETE", url, body)
+            kube.delete(url)
             return
         except TransientError:
             if attempt == 2:
                 raise
             time.sleep(0.5 * (attempt + 1))
-
-
-def drill_namespaces_of(kube: KubeApi, drill_id: str) -> list[str]:
-    """Namespaces labelled with ``drill_id`` (for cleanup of a crashed drill)."""
-    doc = kube.request(
-        "GET", "/api/v1/namespaces", query={"labelSelector": f"{DRILL_LABEL}={drill_id}"}
-    )
-    return [str(o["metadata"]["name"]) for o in (doc or {}).get("items") or []]

@@ -35,7 +35,7 @@ def _validation(exc: ValidationError, what: str) -> ConfigError:
 
 
 def _client(kubeconfig: Path | None) -> object:
-    from blocks.cluster import api_client
+    from shipyard.core.kube import api_client
 
     if kubeconfig is not None and not kubeconfig.is_file():
         raise ConfigError(f"--kubeconfig {str(kubeconfig)!r} is not a file")

@@ -92,7 +92,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Restore a backup into drill namespaces, verify parity, report RTO/RPO."""
         from flows.restore_drill import restore_drill
-        from tasks.restore_drill import DrillResult
+        from tasks.drill_report import DrillResult
 
         if rto_target is not None and rto_target <= 0:
             raise ConfigError("--rto-target must be positive")

@@ -121,7 +121,7 @@ def seed_cluster(kubeconfig: str) -> None:
     from kubernetes import client
     from kubernetes.client.rest import ApiException
 
-    from blocks.cluster import api_client
+    from shipyard.core.kube import api_client
 
     with api_client(kubeconfig) as api:
         core = client.CoreV1Api(api)

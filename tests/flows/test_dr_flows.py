@@ -11,12 +11,12 @@ from typing import Any
 import httpx
 import pytest
 
-from blocks.storage import s3_client
 from shipyard.cli.main import main
-from tests.fixtures.simcluster import SimClusterHandle
-from tasks.backup_cluster import KubeApi, S3Store
-from tasks.backup_manifest import backup_root, object_key
+from shipyard.core.kube import KubeClient
+from shipyard.core.s3 import S3Store, s3_client
+from tasks.backup_manifest import backup_key, backup_root, read_manifest
 from tests.fixtures.services import Stack
+from tests.fixtures.simcluster import SimClusterHandle
 from tests.tasks.test_restore_drill import CRD, SECRET_VALUE, seed_namespace
 
 pytestmark = pytest.mark.slow
@@ -31,7 +31,7 @@ def env(
         monkeypatch.setenv(key, stack.env[key])
     bucket = f"dr-{uuid.uuid4().hex[:12]}"
     s3_client(stack.s3_endpoint).create_bucket(Bucket=bucket)
-    kube = KubeApi(sim_cluster.api_client())
+    kube = KubeClient(sim_cluster.api_client())
     if (
         kube.get("/apis/apiextensions.k8s.io/v1/customresourcedefinitions/applications.argoproj.io")
         is None
@@ -117,9 +117,9 @@ def test_cli_drill_of_tampered_backup_exits_1(
     )
     assert code == 0, err
     store = S3Store(s3_client(env["s3"]), env["bucket"])
-    manifest = store.read_manifest("shipyard-backups", "default", backup["backup_id"])
+    manifest = read_manifest(store, "shipyard-backups", "default", backup["backup_id"])
     entry = next(e for e in manifest.objects if e.kind == "Deployment")
-    key = object_key(backup_root("shipyard-backups", "default", backup["backup_id"]), entry.path)
+    key = backup_key(backup_root("shipyard-backups", "default", backup["backup_id"]), entry.path)
     store.client.put_object(Bucket=env["bucket"], Key=key, Body=b'{"tampered":true}')
 
     code, drill, err = run_cli(["restore-drill", *common(env), "--json"], capsys)
@@ -181,10 +181,11 @@ def test_restore_from_git_drill_flow(
     import subprocess
 
     from flows.restore_drill import restore_from_git_drill
-    from tasks.restore_drill import GitDrillResult, render_env
+    from tasks.drill_report import GitDrillResult
+    from tasks.restore_git_drill import render_env
     from tests.tasks.test_restore_git import write_env
 
-    kube = KubeApi(sim_cluster.api_client())
+    kube = KubeClient(sim_cluster.api_client())
     live = f"live-{uuid.uuid4().hex[:6]}"
     src = tmp_path / "src"
     env_dir = write_env(src, live)

@@ -19,7 +19,7 @@ from tests.fixtures.services import Stack
 def _image_in(stack: Stack, namespace: str) -> Any:
     from kubernetes import client
 
-    from blocks.cluster import api_client
+    from shipyard.core.kube import api_client
 
     with api_client(stack.env["KUBECONFIG"]) as api:
         deployment = client.AppsV1Api(api).read_namespaced_deployment("cart", namespace)

@@ -15,7 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from tasks.sync.kube import KubeClient
+from shipyard.core.kube import KubeClient
 
 GROUP_PATH = "/apis/argoproj.io/v1alpha1"
 

@@ -8,8 +8,10 @@ from typing import Any
 
 import pytest
 
+from shipyard.core.config import parse_config
 from shipyard.core.errors import ConfigError
-from tasks.backup_cluster import BackupConfig, parse_config
+from shipyard.core.manifests import diff_objects, normalize, significant, skip_reason
+from tasks.backup_export import BackupConfig
 from tasks.backup_manifest import (
     backup_root,
     build_manifest,
@@ -19,19 +21,11 @@ from tasks.backup_manifest import (
     expired_backups,
     integrity_error,
     new_backup_id,
+    object_path,
     parse_backup_time,
     verify_contents,
 )
-from tasks.normalize import (
-    diff_objects,
-    drill_namespace,
-    map_namespace,
-    normalize,
-    object_path,
-    restore_rank,
-    significant,
-    skip_reason,
-)
+from tasks.restore_objects import drill_namespace, map_namespace, restore_rank
 
 NOW = datetime(2026, 11, 27, 12, 0, 0, tzinfo=UTC)
 
@@ -365,8 +359,8 @@ def test_backup_config_validation() -> None:
 
 
 def test_secret_values_are_registered_for_redaction() -> None:
+    from shipyard.core.manifests import register_secret_values
     from shipyard.core.redact import redact
-    from tasks.backup_cluster import register_secret_values
 
     secret = {
         "kind": "Secret",

@@ -21,16 +21,18 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from blocks.storage import s3_client
 from shipyard.core.errors import ConfigError, PermanentError, TransientError
-from tasks.backup_cluster import S3Store, run_retention
+from shipyard.core.s3 import S3Store, s3_client
 from tasks.backup_manifest import (
     MANIFEST_NAME,
+    backup_key,
     backup_root,
     build_manifest,
+    complete_backups,
     new_backup_id,
-    object_key,
+    read_manifest,
 )
+from tasks.backup_retention import run_retention
 from tests.fixtures.services import Stack
 
 _SLOWDOWN = (
@@ -199,12 +201,12 @@ def test_access_denied_is_permanent(s3_env: Stack, bucket: str, monkeypatch: Any
 def _fake_backup(store: S3Store, prefix: str, created: datetime, complete: bool = True) -> str:
     backup_id = new_backup_id(created, random.Random(created.timestamp()))
     root = backup_root(prefix, "prod", backup_id)
-    store.put(object_key(root, "objects/ns/core/ConfigMap/a.json"), b"{}")
+    store.put(backup_key(root, "objects/ns/core/ConfigMap/a.json"), b"{}")
     if complete:
         manifest = build_manifest(
             backup_id=backup_id, cluster="prod", created_at=created, entries=[], namespaces=["ns"]
         )
-        store.put(object_key(root, MANIFEST_NAME), manifest.model_dump_json().encode())
+        store.put(backup_key(root, MANIFEST_NAME), manifest.model_dump_json().encode())
     return backup_id
 
 
@@ -212,13 +214,13 @@ def test_listing_ignores_incomplete_backups_and_retention_deletes(store: S3Store
     now = datetime.now(UTC)
     ids = [_fake_backup(store, "bk", now - timedelta(days=d)) for d in (30, 20, 2, 1)]
     partial = _fake_backup(store, "bk", now - timedelta(days=40), complete=False)
-    assert store.complete_backups("bk", "prod") == sorted(ids)
+    assert complete_backups(store, "bk", "prod") == sorted(ids)
     result = run_retention(
         store, prefix="bk", cluster="prod", keep_last=2, max_age=timedelta(days=7), now=now
     )
     assert result.deleted == sorted(ids[:2])
     assert result.kept == 2
-    assert store.complete_backups("bk", "prod") == sorted(ids[2:])
+    assert complete_backups(store, "bk", "prod") == sorted(ids[2:])
     for gone in ids[:2]:
         assert store.list_keys(backup_root("bk", "prod", gone)) == []
     # incomplete backups are not "complete", never chosen, and left to the operator
@@ -227,8 +229,8 @@ def test_listing_ignores_incomplete_backups_and_retention_deletes(store: S3Store
 
 def test_read_manifest_unknown_id(store: S3Store) -> None:
     with pytest.raises(ConfigError, match="no backup"):
-        store.read_manifest("bk", "prod", "20200101T000000Z-000000")
+        read_manifest(store, "bk", "prod", "20200101T000000Z-000000")
     store.put("bk/prod/20200101T000000Z-000001/manifest.json", b"not json")
     with pytest.raises(PermanentError, match="corrupt"):
-        store.read_manifest("bk", "prod", "20200101T000000Z-000001")
+        read_manifest(store, "bk", "prod", "20200101T000000Z-000001")
     assert json.loads(b"{}") == {}

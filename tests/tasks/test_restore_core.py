@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from tasks.backup_manifest import build_manifest, encode_object, entry_for
-from tasks.restore_drill import DrillResult, evaluate, render_report, trend_rows
+from tasks.drill_report import DrillResult, evaluate, render_report, trend_rows
 from tasks.restore_objects import DRILL_LABEL, parity_report, plan_restore, workload_ready
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)

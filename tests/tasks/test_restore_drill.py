@@ -9,20 +9,21 @@ from typing import Any
 
 import pytest
 
-from blocks.storage import s3_client
 from shipyard.core.errors import ConfigError
-from tests.fixtures.simcluster import SimClusterHandle
-from tasks.backup_cluster import BackupConfig, KubeApi, S3Store, run_backup
-from tasks.backup_manifest import backup_root, object_key
-from tasks.restore_drill import (
+from shipyard.core.kube import KubeClient
+from shipyard.core.s3 import S3Store, s3_client
+from tasks.backup_export import BackupConfig, run_backup
+from tasks.backup_manifest import backup_key, backup_root, read_manifest
+from tasks.drill_report import (
     DrillConfig,
     drill_history,
     record_drill,
     render_report,
-    run_drill,
     trend_rows,
 )
+from tasks.restore_backup_drill import run_drill
 from tests.fixtures.services import Stack
+from tests.fixtures.simcluster import SimClusterHandle
 
 SECRET_VALUE = "c3VwZXItc2VjcmV0LXBhc3N3b3Jk"  # base64 of a password; must never be shown
 
@@ -51,7 +52,7 @@ CRD = {
 }
 
 
-def seed_namespace(kube: KubeApi, ns: str, *, deployments: int = 1) -> int:
+def seed_namespace(kube: KubeClient, ns: str, *, deployments: int = 1) -> int:
     """Create a small app in ``ns``; returns how many objects a backup should hold."""
     kube.request("POST", "/api/v1/namespaces", {"metadata": {"name": ns}})
     base = f"/api/v1/namespaces/{ns}"
@@ -117,8 +118,8 @@ def seed_namespace(kube: KubeApi, ns: str, *, deployments: int = 1) -> int:
 
 
 @pytest.fixture(scope="module")
-def kube(sim_cluster: SimClusterHandle) -> KubeApi:
-    api = KubeApi(sim_cluster.api_client())
+def kube(sim_cluster: SimClusterHandle) -> KubeClient:
+    api = KubeClient(sim_cluster.api_client())
     if (
         api.get("/apis/apiextensions.k8s.io/v1/customresourcedefinitions/applications.argoproj.io")
         is None
@@ -141,19 +142,19 @@ def store(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Iterator[S3Store]:
 
 
 @pytest.fixture
-def app_ns(kube: KubeApi) -> Iterator[str]:
+def app_ns(kube: KubeClient) -> Iterator[str]:
     ns = f"shop-{uuid.uuid4().hex[:6]}"
     seed_namespace(kube, ns)
     yield ns
     kube.request("DELETE", f"/api/v1/namespaces/{ns}")
 
 
-def drill_namespaces(kube: KubeApi) -> list[str]:
+def drill_namespaces(kube: KubeClient) -> list[str]:
     items = (kube.get("/api/v1/namespaces") or {}).get("items") or []
     return [o["metadata"]["name"] for o in items if "-drill-" in o["metadata"]["name"]]
 
 
-def wait_settled(kube: KubeApi, ns: str) -> None:
+def wait_settled(kube: KubeClient, ns: str) -> None:
     """Let the controllers create pods/replicasets so the backup has something to skip."""
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
@@ -163,7 +164,7 @@ def wait_settled(kube: KubeApi, ns: str) -> None:
         time.sleep(0.05)
 
 
-def test_backup_and_drill_with_full_parity(kube: KubeApi, store: S3Store, app_ns: str) -> None:
+def test_backup_and_drill_with_full_parity(kube: KubeClient, store: S3Store, app_ns: str) -> None:
     wait_settled(kube, app_ns)
     backup = run_backup(
         kube, store, BackupConfig(namespaces=[app_ns], gitops_revision="abc123"), prefix="bk"
@@ -171,7 +172,7 @@ def test_backup_and_drill_with_full_parity(kube: KubeApi, store: S3Store, app_ns
     assert backup.objects == 6 + 2 + 1
     assert backup.counts["CustomResourceDefinition"] == 1
     assert "Pod" not in backup.counts and "ReplicaSet" not in backup.counts
-    manifest = store.read_manifest("bk", "default", backup.backup_id)
+    manifest = read_manifest(store, "bk", "default", backup.backup_id)
     assert manifest.gitops_revision == "abc123"
     assert manifest.cluster_version.startswith("v1.")
     assert manifest.skipped.get("Pod", 0) >= 1
@@ -179,7 +180,7 @@ def test_backup_and_drill_with_full_parity(kube: KubeApi, store: S3Store, app_ns
     assert secret_entry.secret
     head = store.client.head_object(
         Bucket=store.bucket,
-        Key=object_key(backup_root("bk", "default", backup.backup_id), secret_entry.path),
+        Key=backup_key(backup_root("bk", "default", backup.backup_id), secret_entry.path),
     )
     assert head["ServerSideEncryption"] == "AES256"
 
@@ -208,18 +209,18 @@ def test_backup_and_drill_with_full_parity(kube: KubeApi, store: S3Store, app_ns
     }
 
 
-def _backup(kube: KubeApi, store: S3Store, ns: str) -> tuple[str, Any]:
+def _backup(kube: KubeClient, store: S3Store, ns: str) -> tuple[str, Any]:
     backup = run_backup(kube, store, BackupConfig(namespaces=[ns]), prefix="bk")
-    return backup.backup_id, store.read_manifest("bk", "default", backup.backup_id)
+    return backup.backup_id, read_manifest(store, "bk", "default", backup.backup_id)
 
 
 def test_tampered_object_fails_naming_it_and_touches_nothing(
-    kube: KubeApi, store: S3Store, app_ns: str
+    kube: KubeClient, store: S3Store, app_ns: str
 ) -> None:
     backup_id, manifest = _backup(kube, store, app_ns)
     root = backup_root("bk", "default", backup_id)
     target = next(e for e in manifest.objects if e.kind == "ConfigMap")
-    key = object_key(root, target.path)
+    key = backup_key(root, target.path)
     data = store.get(key)
     assert data is not None
     store.client.put_object(Bucket=store.bucket, Key=key, Body=data.replace(b"prod", b"evil"))
@@ -231,11 +232,11 @@ def test_tampered_object_fails_naming_it_and_touches_nothing(
     assert drill_namespaces(kube) == before == []
 
 
-def test_missing_object_fails_naming_it(kube: KubeApi, store: S3Store, app_ns: str) -> None:
+def test_missing_object_fails_naming_it(kube: KubeClient, store: S3Store, app_ns: str) -> None:
     backup_id, manifest = _backup(kube, store, app_ns)
     target = next(e for e in manifest.objects if e.kind == "Secret")
     store.client.delete_object(
-        Bucket=store.bucket, Key=object_key(backup_root("bk", "default", backup_id), target.path)
+        Bucket=store.bucket, Key=backup_key(backup_root("bk", "default", backup_id), target.path)
     )
     result = run_drill(kube, store, DrillConfig(backup=backup_id), prefix="bk")
     assert not result.passed
@@ -245,7 +246,7 @@ def test_missing_object_fails_naming_it(kube: KubeApi, store: S3Store, app_ns: s
 
 
 def test_failed_restore_still_cleans_up(
-    kube: KubeApi, store: S3Store, app_ns: str, sim_cluster: SimClusterHandle
+    kube: KubeClient, store: S3Store, app_ns: str, sim_cluster: SimClusterHandle
 ) -> None:
     _backup(kube, store, app_ns)
     sim_cluster.faults.add(kind="500", verb="create", resource="services")
@@ -260,7 +261,7 @@ def test_failed_restore_still_cleans_up(
     assert drill_namespaces(kube) == []
 
 
-def test_targets_missed_fail_the_drill(kube: KubeApi, store: S3Store, app_ns: str) -> None:
+def test_targets_missed_fail_the_drill(kube: KubeClient, store: S3Store, app_ns: str) -> None:
     _backup(kube, store, app_ns)
     time.sleep(0.2)
     result = run_drill(
@@ -273,7 +274,7 @@ def test_targets_missed_fail_the_drill(kube: KubeApi, store: S3Store, app_ns: st
     assert drill_namespaces(kube) == []
 
 
-def test_existing_policy_skip_and_fail(kube: KubeApi, store: S3Store, app_ns: str) -> None:
+def test_existing_policy_skip_and_fail(kube: KubeClient, store: S3Store, app_ns: str) -> None:
     _backup(kube, store, app_ns)
     drill_ns = f"{app_ns}-drill-pol001"
     kube.request("POST", "/api/v1/namespaces", {"metadata": {"name": drill_ns}})
@@ -298,13 +299,13 @@ def test_existing_policy_skip_and_fail(kube: KubeApi, store: S3Store, app_ns: st
     assert drill_namespaces(kube) == []
 
 
-def test_unknown_backup_id_is_a_config_error(kube: KubeApi, store: S3Store, app_ns: str) -> None:
+def test_unknown_backup_id_is_a_config_error(kube: KubeClient, store: S3Store, app_ns: str) -> None:
     _backup(kube, store, app_ns)
     with pytest.raises(ConfigError, match="unknown backup id"):
         run_drill(kube, store, DrillConfig(backup="20200101T000000Z-000000"), prefix="bk")
 
 
-def test_drill_history_and_trend(kube: KubeApi, store: S3Store, app_ns: str) -> None:
+def test_drill_history_and_trend(kube: KubeClient, store: S3Store, app_ns: str) -> None:
     _backup(kube, store, app_ns)
     results = [run_drill(kube, store, DrillConfig(), prefix="bk") for _ in range(2)]
     for r in results:

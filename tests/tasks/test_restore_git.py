@@ -10,9 +10,11 @@ from pathlib import Path
 import pytest
 
 from shipyard.core.errors import ConfigError
+from shipyard.core.kube import KubeClient
+from tasks.restore_git_drill import render_env, run_git_drill
+from tasks.restore_objects import compare_environments
+from tasks.steps.dr import checkout_env
 from tests.fixtures.simcluster import SimClusterHandle
-from tasks.backup_cluster import KubeApi
-from tasks.restore_drill import checkout_env, compare_environments, render_env, run_git_drill
 
 DEPLOYMENT = """\
 apiVersion: apps/v1
@@ -98,12 +100,12 @@ def test_compare_environments_reports_each_side() -> None:
 
 
 @pytest.fixture
-def kube(sim_cluster: SimClusterHandle) -> KubeApi:
-    return KubeApi(sim_cluster.api_client())
+def kube(sim_cluster: SimClusterHandle) -> KubeClient:
+    return KubeClient(sim_cluster.api_client())
 
 
 @pytest.fixture
-def live(kube: KubeApi, tmp_path: Path) -> Iterator[tuple[str, Path]]:
+def live(kube: KubeClient, tmp_path: Path) -> Iterator[tuple[str, Path]]:
     """A live namespace built from the same manifests (the image bumped to 1.1)."""
     ns = f"prod-{uuid.uuid4().hex[:6]}"
     env = write_env(tmp_path / "repo", ns)
@@ -121,12 +123,12 @@ def live(kube: KubeApi, tmp_path: Path) -> Iterator[tuple[str, Path]]:
     kube.request("DELETE", f"/api/v1/namespaces/{ns}")
 
 
-def _drill_namespaces(kube: KubeApi) -> list[str]:
+def _drill_namespaces(kube: KubeClient) -> list[str]:
     items = (kube.get("/api/v1/namespaces") or {}).get("items") or []
     return [o["metadata"]["name"] for o in items if "-drill-" in o["metadata"]["name"]]
 
 
-def test_git_rebuild_matches_live(kube: KubeApi, live: tuple[str, Path]) -> None:
+def test_git_rebuild_matches_live(kube: KubeClient, live: tuple[str, Path]) -> None:
     ns, env = live
     result = run_git_drill(kube, env, ns, ready_timeout=30)
     assert result.passed, result.failures
@@ -134,7 +136,7 @@ def test_git_rebuild_matches_live(kube: KubeApi, live: tuple[str, Path]) -> None
     assert _drill_namespaces(kube) == []
 
 
-def test_git_drill_detects_drift(kube: KubeApi, live: tuple[str, Path]) -> None:
+def test_git_drill_detects_drift(kube: KubeClient, live: tuple[str, Path]) -> None:
     ns, env = live
     kube.request(
         "POST",

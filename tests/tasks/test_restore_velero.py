@@ -17,17 +17,12 @@ from typing import Any
 
 import pytest
 
+from shipyard.core.export import export_objects
+from shipyard.core.kube import KubeClient
+from tasks.restore_objects import map_namespace
+from tasks.restore_velero_drill import run_velero_drill
+from tasks.velero import VeleroConfig, outcome_of, run_velero, velero_backup_object
 from tests.fixtures.simcluster import SimClusterHandle
-from tasks.backup_cluster import (
-    KubeApi,
-    VeleroConfig,
-    export_objects,
-    outcome_of,
-    run_velero,
-    velero_backup_object,
-)
-from tasks.normalize import map_namespace
-from tasks.restore_drill import run_velero_drill
 from tests.tasks.test_restore_drill import seed_namespace
 
 VELERO_NS = "velero"
@@ -63,7 +58,7 @@ def _crd(kind: str, plural: str) -> dict[str, Any]:
 class FakeVelero:
     """Plays the Velero server's role for Backup and Restore objects."""
 
-    def __init__(self, kube: KubeApi) -> None:
+    def __init__(self, kube: KubeClient) -> None:
         self.kube = kube
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
@@ -117,9 +112,9 @@ class FakeVelero:
 
 
 @pytest.fixture(scope="module")
-def velero(sim_cluster: SimClusterHandle) -> Iterator[KubeApi]:
+def velero(sim_cluster: SimClusterHandle) -> Iterator[KubeClient]:
     sim_cluster.faults.clear()  # no fault left over from another module of the session
-    kube = KubeApi(sim_cluster.api_client())
+    kube = KubeClient(sim_cluster.api_client())
     for kind, plural in (("Backup", "backups"), ("Restore", "restores")):
         if (
             kube.get(f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{plural}.velero.io")
@@ -145,7 +140,7 @@ def velero(sim_cluster: SimClusterHandle) -> Iterator[KubeApi]:
 FAST = VeleroConfig(timeout_seconds=30, poll_seconds=0.1)
 
 
-def _drill_namespaces(kube: KubeApi) -> list[str]:
+def _drill_namespaces(kube: KubeClient) -> list[str]:
     items = (kube.get("/api/v1/namespaces") or {}).get("items") or []
     return [o["metadata"]["name"] for o in items if "-drill-" in o["metadata"]["name"]]
 
@@ -159,7 +154,7 @@ def test_outcome_of_phases() -> None:
     assert done is not None and not done.ok and done.errors == 2
 
 
-def test_velero_backup_then_drill(velero: KubeApi, sim_cluster: SimClusterHandle) -> None:
+def test_velero_backup_then_drill(velero: KubeClient, sim_cluster: SimClusterHandle) -> None:
     from tests.tasks.test_restore_drill import CRD
 
     if velero.get("/apis/argoproj.io/v1alpha1") is None:
@@ -182,7 +177,7 @@ def test_velero_backup_then_drill(velero: KubeApi, sim_cluster: SimClusterHandle
     velero.request("DELETE", f"/api/v1/namespaces/{ns}")
 
 
-def test_failed_velero_restore_fails_the_drill_and_cleans_up(velero: KubeApi) -> None:
+def test_failed_velero_restore_fails_the_drill_and_cleans_up(velero: KubeClient) -> None:
     ns = f"vel-{uuid.uuid4().hex[:6]}"
     velero.request("POST", "/api/v1/namespaces", {"metadata": {"name": ns}})
     name = f"bad-{uuid.uuid4().hex[:6]}"

@@ -1,6 +1,6 @@
 """A tiny operator runtime: watches feeding a de-duplicating work queue, one worker.
 
-Each watch runs on its own thread through :class:`tasks.sync.kube.KubeClient` (the
+Each watch runs on its own thread through :class:`shipyard.core.kube.KubeClient` (the
 official client underneath), relisting after a drop or an expired resourceVersion, and
 maps every event to reconcile keys. One worker thread reconciles keys in order, so a
 reconciler never races itself, and may ask for a key to be requeued after a delay.
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Self
 
 from shipyard.core.errors import PermanentError, TransientError
-from tasks.sync.kube import KubeClient
+from shipyard.core.kube import KubeClient
 
 JSON = dict[str, Any]
 log = logging.getLogger("tests.fakes.operators")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tasks.sync.kube import KubeClient
+from shipyard.core.kube import KubeClient
 
 JSON = dict[str, Any]
 _OPEN = {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}}

@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
+from shipyard.core.kube import KubeClient
 from tests.fakes.operators.argocd import ArgoCDController
 from tests.fakes.operators.crds import install_crds
 from tests.fakes.operators.flux import FluxController
-from tasks.sync.kube import KubeClient
 
 
 @dataclass

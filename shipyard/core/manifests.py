@@ -1,4 +1,4 @@
-"""Normalize Kubernetes objects for backup, restore and parity checks (pure).
+"""Normalize and diff Kubernetes objects: backup, restore parity and drift checks (pure).
 
 A backup must hold what a user declared, not what the cluster added: ``status``,
 server-assigned metadata (uid, resourceVersion, managedFields, creationTimestamp,
@@ -12,21 +12,21 @@ Nothing here does I/O or imports Prefect, boto3 or kubernetes.
 
 from __future__ import annotations
 
-import hashlib
-import re
+import base64
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from shipyard.core.redact import register_secret
+
 __all__ = [
+    "SKIPPED_KINDS",
     "Diff",
-    "ResourceKind",
     "diff_objects",
-    "drill_namespace",
-    "map_namespace",
+    "group_of",
     "normalize",
-    "object_path",
-    "restore_rank",
+    "register_secret_values",
+    "significant",
     "skip_reason",
 ]
 
@@ -155,31 +155,6 @@ _ALLOCATED: dict[str, tuple[tuple[str, ...], ...]] = {
     "PersistentVolumeClaim": (("spec", "volumeName"),),
 }
 
-_DNS_LABEL = re.compile(r"[^a-z0-9-]")
-
-
-@dataclass(frozen=True)
-class ResourceKind:
-    """One listable REST resource found by discovery (e.g. apps/v1 deployments)."""
-
-    group: str
-    version: str
-    plural: str
-    kind: str
-    namespaced: bool
-
-    @property
-    def api_version(self) -> str:
-        """``apiVersion`` of objects of this kind."""
-        return f"{self.group}/{self.version}" if self.group else self.version
-
-    def collection_path(self, namespace: str | None = None) -> str:
-        """REST path of the collection, namespaced when ``namespace`` is given."""
-        base = f"/apis/{self.group}/{self.version}" if self.group else f"/api/{self.version}"
-        if self.namespaced and namespace is not None:
-            return f"{base}/namespaces/{namespace}/{self.plural}"
-        return f"{base}/{self.plural}"
-
 
 def group_of(api_version: str) -> str:
     """The API group of an ``apiVersion`` string ("" for the core group)."""
@@ -201,6 +176,23 @@ def skip_reason(obj: Mapping[str, Any]) -> str | None:
             if ref.get("controller"):
                 return f"owned by {ref.get('kind')}/{ref.get('name')}; its controller recreates it"
     return None
+
+
+def register_secret_values(obj: Mapping[str, Any]) -> None:
+    """Teach redaction a Secret's values (base64 and decoded), so that no log line,
+    error or artifact can show them even by accident."""
+    if obj.get("kind") != "Secret":
+        return
+    for field_name in ("data", "stringData"):
+        for value in (obj.get(field_name) or {}).values():
+            if not isinstance(value, str):
+                continue
+            register_secret(value)
+            if field_name == "data":
+                try:
+                    register_secret(base64.b64decode(value, validate=True).decode())
+                except (ValueError, UnicodeDecodeError):
+                    pass
 
 
 def normalize(obj: Mapping[str, Any]) -> JSON:
@@ -302,91 +294,6 @@ def _clone(value: Any) -> Any:
     return value
 
 
-def drill_namespace(namespace: str, drill_id: str) -> str:
-    """The drill namespace for ``namespace``: ``<ns>-drill-<id>``, a valid DNS label.
-
-    Long names are shortened with a hash so two source namespaces never collide.
-    """
-    suffix = f"-drill-{drill_id}"
-    name = f"{namespace}{suffix}"
-    if len(name) <= 63:
-        return name
-    digest = hashlib.sha256(namespace.encode()).hexdigest()[:6]
-    keep = 63 - len(suffix) - len(digest) - 1
-    return f"{namespace[:keep].rstrip('-')}-{digest}{suffix}"
-
-
-def map_namespace(obj: Mapping[str, Any], mapping: Mapping[str, str]) -> JSON:
-    """A copy of ``obj`` moved into the drill namespaces given by ``mapping``.
-
-    Rewrites ``metadata.namespace``, the name of Namespace objects, and RBAC subjects
-    that point into a mapped namespace, so the drill copy is self-contained.
-    """
-    out: JSON = _clone(obj)
-    meta = out.setdefault("metadata", {})
-    kind = out.get("kind")
-    if kind == "Namespace" and meta.get("name") in mapping:
-        meta["name"] = mapping[meta["name"]]
-    namespace = meta.get("namespace")
-    if namespace in mapping:
-        meta["namespace"] = mapping[namespace]
-    if kind in ("RoleBinding", "ClusterRoleBinding"):
-        for subject in out.get("subjects") or []:
-            if isinstance(subject, dict) and subject.get("namespace") in mapping:
-                subject["namespace"] = mapping[subject["namespace"]]
-    return out
-
-
-# Restore order: what others depend on first (CRDs, namespaces, RBAC, config, workloads,
-# then what routes to workloads). Unknown kinds (custom resources) go after workloads.
-_RANK: dict[str, int] = {
-    "CustomResourceDefinition": 0,
-    "Namespace": 1,
-    "ServiceAccount": 2,
-    "ClusterRole": 2,
-    "Role": 2,
-    "ClusterRoleBinding": 3,
-    "RoleBinding": 3,
-    "ResourceQuota": 4,
-    "LimitRange": 4,
-    "ConfigMap": 5,
-    "Secret": 5,
-    "PersistentVolumeClaim": 5,
-    "StorageClass": 0,
-    "IngressClass": 0,
-    "Deployment": 6,
-    "StatefulSet": 6,
-    "DaemonSet": 6,
-    "ReplicaSet": 6,
-    "Job": 6,
-    "CronJob": 6,
-    "Pod": 6,
-    "HorizontalPodAutoscaler": 7,
-    "PodDisruptionBudget": 7,
-    "Service": 8,
-    "Ingress": 9,
-    "NetworkPolicy": 9,
-}
-CUSTOM_RESOURCE_RANK = 7
-
-
-def restore_rank(kind: str) -> int:
-    """Position of ``kind`` in the restore order (lower first)."""
-    return _RANK.get(kind, CUSTOM_RESOURCE_RANK)
-
-
-def object_path(obj: Mapping[str, Any]) -> str:
-    """Stable relative key of an object in a backup.
-
-    ``<namespace or _cluster>/<group or core>/<kind>/<name>.json``; names are DNS
-    subdomains, so they are safe as key segments.
-    """
-    meta = obj.get("metadata") or {}
-    group = group_of(str(obj.get("apiVersion", ""))) or "core"
-    scope = meta.get("namespace") or "_cluster"
-    return f"{scope}/{group}/{obj.get('kind')}/{meta.get('name')}.json"
-
-
 @dataclass(frozen=True)
 class Diff:
     """One difference between the backed-up and the restored object."""
@@ -446,8 +353,3 @@ def _diff(expected: Any, actual: Any, path: str, out: list[Diff]) -> None:
         return
     if expected != actual:
         out.append(Diff(path or ".", "changed", expected, actual))
-
-
-def sanitize_label(value: str) -> str:
-    """Lower-case DNS-label form of ``value`` (for ids embedded in names)."""
-    return _DNS_LABEL.sub("-", value.lower()).strip("-")[:63]

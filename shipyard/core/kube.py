@@ -1,16 +1,26 @@
-"""The Kubernetes edge of sync and verify: raw JSON calls, server-side apply and watches.
+"""Shipyard's one Kubernetes client: raw JSON calls, discovery, paging, server-side apply
+and watches, for every step that talks to a cluster (sync, verify, drift, backup, drills).
 
 Built on the official client's ``ApiClient`` (``param_serialize``/``call_api``), so the
-same kubeconfig, auth and TLS handling apply as everywhere else. Errors are translated
-here, once, into the error split: 429/5xx, dropped connections and timeouts become
-:class:`TransientError` (with the server's Retry-After), and each call is retried
-within a small budget honouring that hint, so a throttled or flapping API server slows
-a sync down instead of failing it. Everything else is permanent.
+same kubeconfig, auth and TLS handling apply as everywhere else. Raw paths rather than
+typed models: backups need every kind, custom resources included, as plain JSON, and
+decoding into typed models would lose unknown fields and cost time at thousands of
+objects.
+
+Errors are translated here, once, into the error split: 429/5xx, dropped connections and
+timeouts become :class:`TransientError` (with the server's Retry-After), and each call
+is retried within a small budget (:class:`Retry`) honouring that hint, so a throttled or
+flapping API server slows a step down instead of failing it; 409 is
+:class:`KubeConflict`, 400/422 a :class:`ConfigError`, everything else permanent.
+
+Build a client from a kubeconfig (:meth:`KubeClient.from_kubeconfig`, :func:`api_client`)
+or hand it a ready ``ApiClient`` (a cluster block's ``get_kube_client`` does that).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -23,21 +33,24 @@ from shipyard.core.errors import (
     classify_http_status,
     is_transient,
 )
+from shipyard.core.parallel import DEFAULT_WORKERS, parallel_map
 
-__all__ = ["KubeClient", "KubeConflict", "Resource", "Retry"]
+__all__ = ["KubeClient", "KubeConflict", "Resource", "Retry", "api_client"]
 
 JSON = dict[str, Any]
+_Objects = list[JSON]  # aliases: inside KubeClient, ``list`` names its method
+_Served = list[tuple["Resource", list[str]]]
 APPLY_PATCH = "application/apply-patch+yaml"
 MERGE_PATCH = "application/merge-patch+json"
 
 
 class KubeConflict(PermanentError):
-    """HTTP 409: a write raced another one or the object already exists."""
+    """HTTP 409: the object already exists, or a write raced another one."""
 
 
 @dataclass(frozen=True)
 class Resource:
-    """One REST resource (kind) as discovery describes it."""
+    """One REST resource (kind) as discovery describes it (e.g. apps/v1 deployments)."""
 
     group: str
     version: str
@@ -68,6 +81,38 @@ class Retry:
     backoff_max: float = 3.0
 
 
+def api_client(
+    kubeconfig_path: str | None = None, context: str | None = None, *, in_cluster: bool = False
+) -> Any:
+    """A ``kubernetes.client.ApiClient`` from a kubeconfig file or the pod's service account.
+
+    The path defaults to ``$KUBECONFIG``, then ``~/.kube/config``; a missing or unusable
+    kubeconfig is a ConfigError saying what to do.
+    """
+    from kubernetes import client, config
+
+    configuration = client.Configuration()
+    if in_cluster:
+        config.load_incluster_config(client_configuration=configuration)
+        return client.ApiClient(configuration)
+    path = kubeconfig_path or os.environ.get("KUBECONFIG") or os.path.expanduser("~/.kube/config")
+    if not os.path.exists(path):
+        raise ConfigError(
+            f"no kubeconfig at {path}: pass --kubeconfig, set KUBECONFIG, "
+            "or run 'shipyard stack up'"
+        )
+    try:
+        config.load_kube_config(
+            config_file=path, context=context, client_configuration=configuration
+        )
+    except (config.ConfigException, ValueError, KeyError) as exc:
+        raise ConfigError(f"kubeconfig {path} is unusable: {exc}") from None
+    return client.ApiClient(configuration)
+
+
+_Resources = list[Resource]
+
+
 class KubeClient:
     """Raw JSON access with retries; see the module docstring."""
 
@@ -85,6 +130,23 @@ class KubeClient:
         self.request_timeout = request_timeout
         self.requests = 0
         self._resources: dict[tuple[str, str], Resource] = {}
+
+    @classmethod
+    def from_kubeconfig(
+        cls,
+        kubeconfig_path: str | None = None,
+        context: str | None = None,
+        *,
+        in_cluster: bool = False,
+        retry: Retry | None = None,
+        request_timeout: float = 30.0,
+    ) -> KubeClient:
+        """A client for the cluster a kubeconfig (or the pod's service account) points at."""
+        return cls(
+            api_client(kubeconfig_path, context, in_cluster=in_cluster),
+            retry=retry,
+            request_timeout=request_timeout,
+        )
 
     # -- single calls ------------------------------------------------------------------
 
@@ -188,23 +250,63 @@ class KubeClient:
         body = {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Background"}
         return self.request("DELETE", path, body) is not None
 
-    # -- discovery ---------------------------------------------------------------------
+    # -- discovery and reading ---------------------------------------------------------
+
+    def version(self) -> str:
+        """The server's gitVersion ("" if not reported)."""
+        doc = self.get("/version") or {}
+        return str(doc.get("gitVersion", ""))
+
+    def _group_version(self, group: str, version: str) -> _Served:
+        """Top-level resources served at ``group/version`` with their verbs."""
+        path = f"/apis/{group}/{version}" if group else f"/api/{version}"
+        doc = self.get(path) or {}
+        return [
+            (
+                Resource(group, version, r["name"], r["kind"], bool(r.get("namespaced"))),
+                list(r.get("verbs") or []),
+            )
+            for r in doc.get("resources") or []
+            if "/" not in r.get("name", "")
+        ]
 
     def resource(self, api_version: str, kind: str) -> Resource:
         """The REST resource serving ``kind`` of ``api_version`` (discovery, cached)."""
         key = (api_version, kind)
         if key not in self._resources:
             group, _, version = api_version.rpartition("/")
-            path = f"/apis/{group}/{version}" if group else f"/api/{version}"
-            doc = self.get(path) or {}
-            for r in doc.get("resources") or []:
-                if "/" in r.get("name", ""):
-                    continue
-                res = Resource(group, version, r["name"], r["kind"], bool(r.get("namespaced")))
-                self._resources.setdefault((api_version, r["kind"]), res)
+            for res, _verbs in self._group_version(group, version):
+                self._resources.setdefault((api_version, res.kind), res)
             if key not in self._resources:
                 raise ConfigError(f"the cluster serves no {kind} in {api_version}")
         return self._resources[key]
+
+    def discover(self, workers: int = DEFAULT_WORKERS) -> _Resources:
+        """Every listable resource the server serves, at each group's preferred version."""
+        lists: list[tuple[str, str]] = [("", "v1")]
+        for g in (self.get("/apis") or {}).get("groups") or []:
+            preferred = g.get("preferredVersion") or (g.get("versions") or [{}])[0]
+            if preferred.get("version"):
+                lists.append((g["name"], preferred["version"]))
+        found = parallel_map(lambda gv: self._group_version(*gv), lists, workers)
+        return [res for served in found for res, verbs in served if "list" in verbs]
+
+    def list_objects(self, resource: Resource, namespace: str | None = None) -> _Objects:
+        """All objects of ``resource`` (in ``namespace``), paging, with apiVersion/kind set."""
+        items: _Objects = []
+        query = {"limit": "500"}
+        while True:
+            doc = self.request("GET", resource.path(namespace), query=query)
+            if doc is None:
+                return items
+            for item in doc.get("items") or []:
+                item.setdefault("apiVersion", resource.api_version)
+                item.setdefault("kind", resource.kind)
+                items.append(item)
+            token = (doc.get("metadata") or {}).get("continue")
+            if not token:
+                return items
+            query = {"limit": "500", "continue": token}
 
     # -- watch -------------------------------------------------------------------------
 

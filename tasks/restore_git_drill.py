@@ -1,0 +1,243 @@
+"""Restore drill from git: prove the GitOps repo alone can rebuild an environment.
+
+:func:`run_git_drill` renders the environment directory (:func:`render_env`: plain
+manifests and the kustomize subset environments use), creates it in a drill namespace
+next to the live one, reads both back normalized and compares them: parity 1.0 proves
+git holds everything the live environment needs. The drill namespace is always deleted.
+:func:`checkout_env_dir` fetches the environment from a repository first. The tasks are
+in :mod:`tasks.steps.dr`.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from shipyard.core.errors import ConfigError, PermanentError, TransientError
+from shipyard.core.export import export_objects
+from shipyard.core.git import CloneConfig, NonFastForward, clone
+from shipyard.core.kube import KubeClient
+from shipyard.core.oci import parse_reference
+from shipyard.core.parallel import DEFAULT_WORKERS
+from shipyard.core.redact import redact
+from tasks.drill_report import GitDrillResult
+from tasks.restore_objects import (
+    DRILL_LABEL,
+    ExistingPolicy,
+    PlannedObject,
+    RestoreOutcome,
+    cleanup_drill,
+    compare_environments,
+    drill_namespace,
+    map_namespace,
+    new_drill_id,
+    restore_plan,
+    restore_rank,
+    wait_workloads,
+)
+
+__all__ = ["checkout_env_dir", "render_env", "run_git_drill"]
+
+JSON = dict[str, Any]
+
+KUSTOMIZATION_NAMES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
+POD_TEMPLATE_PATHS: dict[str, tuple[str, ...]] = {
+    "Deployment": ("spec", "template", "spec"),
+    "StatefulSet": ("spec", "template", "spec"),
+    "DaemonSet": ("spec", "template", "spec"),
+    "ReplicaSet": ("spec", "template", "spec"),
+    "Job": ("spec", "template", "spec"),
+    "CronJob": ("spec", "jobTemplate", "spec", "template", "spec"),
+    "Pod": ("spec",),
+}
+
+
+def render_env(env_dir: Path, root: Path | None = None) -> list[JSON]:
+    """The desired state of a GitOps environment directory (pure: files in, objects out).
+
+    Understands plain YAML manifests (multi-document) and the kustomize subset GitOps
+    repos use for environments: ``resources`` (files and directories, recursively),
+    ``namespace`` and ``images`` overrides (newName / newTag / digest). Anything else
+    in a kustomization is a ConfigError rather than a silently wrong render.
+
+    ``root`` bounds where resources may come from (default: the enclosing git work tree,
+    else ``env_dir`` itself), so an env cannot pull files from outside its repository.
+    """
+    if not env_dir.is_dir():
+        raise ConfigError(f"environment directory {env_dir} does not exist")
+    env = env_dir.resolve()
+    if root is None:
+        root = next((p for p in (env, *env.parents) if (p / ".git").exists()), env)
+    return _render_dir(root.resolve(), env, depth=0)
+
+
+_SUPPORTED_KUSTOMIZE = frozenset({"apiVersion", "kind", "resources", "namespace", "images"})
+
+
+def _render_dir(root: Path, directory: Path, depth: int) -> list[JSON]:
+    if depth > 10:
+        raise ConfigError(f"{directory}: kustomization resources nest too deep")
+    kustomization = next(
+        (directory / n for n in KUSTOMIZATION_NAMES if (directory / n).is_file()), None
+    )
+    if kustomization is None:
+        objects: list[JSON] = []
+        for path in sorted(directory.iterdir()):
+            if path.suffix in (".yaml", ".yml") and path.is_file():
+                objects.extend(_load_yaml(path))
+        return objects
+    spec = _load_yaml(kustomization)
+    doc = spec[0] if spec else {}
+    unknown = set(doc) - _SUPPORTED_KUSTOMIZE
+    if unknown:
+        raise ConfigError(
+            f"{kustomization}: unsupported kustomize fields {', '.join(sorted(unknown))}"
+        )
+    objects = []
+    for entry in doc.get("resources") or []:
+        target = (directory / str(entry)).resolve()
+        if root not in target.parents and target != root:
+            raise ConfigError(f"{kustomization}: resource {entry} is outside the repository")
+        if target.is_dir():
+            objects.extend(_render_dir(root, target, depth + 1))
+        elif target.is_file():
+            objects.extend(_load_yaml(target))
+        else:
+            raise ConfigError(f"{kustomization}: resource {entry} does not exist")
+    namespace = doc.get("namespace")
+    for obj in objects:
+        if namespace and obj.get("kind") != "Namespace":
+            obj.setdefault("metadata", {})["namespace"] = namespace
+        for image in doc.get("images") or []:
+            _override_image(obj, image)
+    return objects
+
+
+def _load_yaml(path: Path) -> list[JSON]:
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import YAMLError
+
+    try:
+        docs = list(YAML(typ="safe").load_all(path.read_text(encoding="utf-8")))
+    except (OSError, YAMLError) as exc:
+        raise ConfigError(f"cannot read {path}: {exc}") from None
+    return [d for d in docs if isinstance(d, dict)]
+
+
+def _override_image(obj: JSON, image: Any) -> None:
+    """Apply one kustomize ``images`` entry to every container of ``obj``."""
+    if not isinstance(image, dict) or not image.get("name"):
+        return
+    node: Any = obj
+    for key in POD_TEMPLATE_PATHS.get(str(obj.get("kind")), ()):
+        node = node.get(key) if isinstance(node, dict) else None
+    if not isinstance(node, dict):
+        return
+    for field in ("containers", "initContainers"):
+        for container in node.get(field) or []:
+            ref = parse_reference(str(container.get("image", "")))
+            if ref is None or ref.name != image["name"]:
+                continue
+            name = image.get("newName") or ref.name
+            tag = image.get("newTag", ref.tag)
+            digest = image.get("digest", ref.digest)
+            text = name + (f":{tag}" if tag else "") + (f"@{digest}" if digest else "")
+            container["image"] = text
+
+
+def run_git_drill(
+    kube: KubeClient,
+    env_dir: Path,
+    live_namespace: str,
+    *,
+    drill_id: str | None = None,
+    root: Path | None = None,
+    check_workloads: bool = True,
+    ready_timeout: float = 120.0,
+    workers: int = DEFAULT_WORKERS,
+    clock: Callable[[], float] = time.monotonic,
+) -> GitDrillResult:
+    """Build the environment from git alone in a drill namespace and compare it with live.
+
+    Both copies are read back from the cluster and normalized, so server defaulting
+    affects them equally: parity 1.0 proves git holds everything the live environment
+    needs. The drill namespace is always deleted.
+    """
+    t0 = clock()
+    rendered = render_env(env_dir, root)
+    did = drill_id or new_drill_id()
+    target = drill_namespace(live_namespace, did)
+    objects = [o for o in rendered if o.get("kind") != "Namespace"]
+    for obj in objects:
+        meta = obj.setdefault("metadata", {})
+        meta["namespace"] = target
+    namespace_obj: JSON = {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {"name": target, "labels": {DRILL_LABEL: did}},
+    }
+    result = GitDrillResult(
+        passed=False, live_namespace=live_namespace, drill_namespace=target, objects=len(objects)
+    )
+    plan = sorted(
+        [PlannedObject("namespace", namespace_obj, False)]
+        + [PlannedObject(f"git/{i}", o, o.get("kind") == "Secret") for i, o in enumerate(objects)],
+        key=lambda p: (restore_rank(p.kind), p.path),
+    )
+    outcome = RestoreOutcome()
+    try:
+        restore_plan(kube, plan, policy=ExistingPolicy.FAIL, workers=workers, outcome=outcome)
+        result.restored = max(0, outcome.restored - 1)
+        if check_workloads:
+            slow = wait_workloads(kube, plan, timeout=ready_timeout, workers=workers)
+            if slow:
+                result.failures.append(f"workloads not Available: {', '.join(slow[:5])}")
+        built, _ = export_objects(kube, [target], include_crds=False, workers=workers)
+        live, _ = export_objects(kube, [live_namespace], include_crds=False, workers=workers)
+        built = [map_namespace(o, {target: live_namespace}) for o in built]
+        parity, only_git, only_live, mismatches = compare_environments(built, live)
+        result.parity = parity
+        result.only_in_git = only_git
+        result.only_in_live = only_live
+        result.mismatches = mismatches[:50]
+        result.rto_seconds = clock() - t0
+    except (PermanentError, TransientError) as exc:
+        result.rto_seconds = clock() - t0
+        result.failures.append(redact(f"rebuild from git failed: {exc}"))
+    finally:
+        result.cleanup_left = cleanup_drill(kube, [target], outcome.created_cluster_scoped)
+    if result.parity < 1.0 and not result.failures:
+        result.failures.append(
+            f"git and live differ: parity {result.parity:.4f}, {len(result.only_in_git)} only in "
+            f"git, {len(result.only_in_live)} only live, {len(result.mismatches)} field diffs"
+        )
+    if result.cleanup_left:
+        result.failures.append(f"cleanup incomplete: {', '.join(result.cleanup_left)}")
+    result.passed = not result.failures
+    return result
+
+
+def checkout_env_dir(repo_url: str, ref: str, env_path: str) -> str:
+    """Shallow-clone ``repo_url`` at ``ref`` into a temp dir; return the env directory.
+
+    A missing branch, repository or access is a ConfigError ("cannot clone ..."); a
+    network failure is transient; an ``env_path`` leaving the repository is refused.
+    """
+    try:
+        config = CloneConfig(branch=ref, sparse=False)
+    except ValueError:
+        raise ConfigError(f"cannot clone {redact(repo_url)} at {ref}: invalid ref") from None
+    workdir = Path(tempfile.mkdtemp(prefix="shipyard-git-drill-"))
+    try:
+        clone(repo_url, workdir, config)
+    except NonFastForward as exc:  # cannot happen on a clone; keep it transient
+        raise TransientError(exc.message) from None
+    except PermanentError as exc:
+        raise ConfigError(f"cannot clone {redact(repo_url)} at {ref}: {exc.message}") from None
+    env_dir = (workdir / env_path).resolve()
+    if workdir.resolve() not in env_dir.parents and env_dir != workdir.resolve():
+        raise ConfigError(f"env path {env_path} leaves the repository")
+    return str(env_dir)
