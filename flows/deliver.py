@@ -34,20 +34,19 @@ from flows.common import (
     load_optional_block,
     publish_provenance,
 )
+from flows.limits import ensure_limit
 from flows.sync_verify import VerifyPlan, sync_and_verify, verify_delivery
 from shipyard.core.catalog import App, Environment
 from shipyard.core.errors import ConfigError, PolicyError
-from shipyard.core.limits import ensure_limit, limit_name
+from shipyard.core.limits import git_writers_limit, limit_name
 from tasks.build_image import BuildImageConfig
-from tasks.commit_push import commit_and_push
-from tasks.commit_push import limit_name as git_limit_name
 from tasks.promote_image import image_update
-from tasks.read_catalog import read_catalog
-from tasks.resolve_digest import resolve_digest
-from tasks.scan_image import ScanImageConfig, scan_gate, scan_image
+from tasks.scan_image import ScanImageConfig
 from tasks.scan_policy import ScanPolicy
+from tasks.steps.gitops import commit_and_push, read_catalog
+from tasks.steps.image import resolve_digest, scan_gate, scan_image
+from tasks.steps.rollout import sync_app
 from tasks.sync.config import SyncConfig
-from tasks.sync_app import sync_app
 
 __all__ = [
     "DEFAULT_OPTIONS",
@@ -181,7 +180,7 @@ def deliver(
                 result = scan_gate([scanned], gate, f"{entry.image}@{pinned}")
                 scan_summary = _summary(result.counts, result.passed)
 
-        writers = git_limit_name(repository.url, env.branch)
+        writers = git_writers_limit(repository.url, env.branch)
         ensure_limit(writers, 1)  # writers of one repo and branch queue, not race
         written = commit_and_push(
             repository,

@@ -41,7 +41,8 @@ def register(app: typer.Typer) -> None:
         json_out: Annotated[bool, typer.Option("--json", help="Print a JSON report.")] = False,
     ) -> None:
         """Set IMAGE to TAG or DIGEST in kustomizations, Helm values and manifests under PATH."""
-        from tasks.git_write import GitWriteConfig, ImageUpdate, commit_local, render_message
+        from shipyard.core.git import GitWriteConfig, commit_local
+        from tasks.git_write import ImageUpdate, render_message
         from tasks.set_image import SetImageConfig, set_image
 
         if repo_dir is None:
