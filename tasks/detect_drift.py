@@ -7,7 +7,7 @@ drift). Reports objects missing from the cluster, objects whose declared fields 
 and objects still carrying the app's ownership label that git no longer declares.
 
 Pure core: :func:`compare_objects`. I/O: :func:`detect_drift` (git + Kubernetes API,
-through a :class:`~tasks.sync.kube.KubeClient` the caller builds). No Prefect here: the
+through a :class:`~shipyard.core.kube.KubeClient` the caller builds). No Prefect here: the
 ``detect-drift`` task wraps this in :mod:`tasks.steps.drift`.
 """
 
@@ -19,10 +19,11 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from shipyard.core.errors import ConfigError
-from tasks.normalize import diff_objects, normalize
+from shipyard.core.kube import KubeClient
+from shipyard.core.manifests import diff_objects, normalize
+from shipyard.core.selectors import ownership_selector
 from tasks.sync.apply import PRUNE_KINDS, load_objects
 from tasks.sync.config import SyncConfig
-from tasks.sync.kube import KubeClient
 from tasks.sync.render import (
     APP_LABEL,
     MANAGED_BY_LABEL,
@@ -160,7 +161,7 @@ def detect_drift(kube: KubeClient, config: DriftConfig) -> DriftReport:
             found.setdefault("kind", obj["kind"])
         live[object_key(placed)] = found
     owned: list[JSON] = []
-    selector = f"{MANAGED_BY_LABEL}={config.managed_by},{APP_LABEL}={config.app}"
+    selector = ownership_selector(config.app, config.managed_by)
     kinds = dict.fromkeys(
         [*PRUNE_KINDS, *((str(o["apiVersion"]), str(o["kind"])) for o in desired)]
     )

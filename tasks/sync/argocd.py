@@ -22,8 +22,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from shipyard.core.errors import ConfigError, PermanentError, PolicyError, TransientError
+from shipyard.core.kube import KubeClient, KubeConflict
 from tasks.sync.config import SyncConfig, SyncResult
-from tasks.sync.kube import KubeClient, KubeConflict
 from tasks.sync.wait import Verdict, wait_for_object
 
 __all__ = ["SYNC_ID", "judge_application", "operation_for", "sync_argocd"]

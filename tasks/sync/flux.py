@@ -16,8 +16,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from shipyard.core.errors import ConfigError, PermanentError
+from shipyard.core.kube import KubeClient
 from tasks.sync.config import SyncConfig, SyncResult
-from tasks.sync.kube import KubeClient
 from tasks.sync.wait import Verdict, wait_for_object
 
 __all__ = ["REQUESTED_AT", "judge_kustomization", "sync_flux"]

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from shipyard.core.errors import PermanentError, TransientError
-from tasks.sync.kube import KubeClient
+from shipyard.core.kube import KubeClient
 
 JSON = dict[str, Any]
 

@@ -13,11 +13,11 @@ from blocks.cluster import KubernetesCluster
 from blocks.gitops import GitOpsRepository
 from flows.sync_verify import RollbackFailedError, VerifyPlan, sync_and_verify
 from shipyard.core.errors import PolicyError
-from tests.fakes.operators.testing import GitOpsOperators
-from tests.fixtures.simcluster import LocalRegistry, SimClusterHandle
-from tasks.sync.kube import KubeClient
+from shipyard.core.kube import KubeClient
 from tasks.sync_app import SyncConfig, sync
 from tasks.verify_rollout import VerifyConfig, watch_rollout
+from tests.fakes.operators.testing import GitOpsOperators
+from tests.fixtures.simcluster import LocalRegistry, SimClusterHandle
 from tests.tasks.gitops_repo import fast_forward_only
 from tests.tasks.k8s_objects import GitOpsRepo, kustomize_env
 

@@ -10,10 +10,10 @@ import pytest
 
 from shipyard.cli.main import main
 from shipyard.core.errors import ConfigError
-from tests.fixtures.simcluster import SimClusterHandle
-from tasks.sync.kube import KubeClient
+from shipyard.core.kube import KubeClient
 from tasks.sync.render import APP_LABEL, MANAGED_BY_LABEL, apply_images, plan_prune, render
 from tasks.sync_app import SyncConfig, sync
+from tests.fixtures.simcluster import SimClusterHandle
 from tests.tasks.k8s_objects import GitOpsRepo, kustomize_env
 
 DEP = (

@@ -9,13 +9,13 @@ import pytest
 from pydantic import SecretStr
 
 from shipyard.core.errors import ConfigError, PermanentError
-from tests.fakes.operators.testing import GitOpsOperators
-from tests.fixtures.simcluster import SimClusterHandle
+from shipyard.core.kube import KubeClient
 from tasks.sync.argocd import judge_application, operation_for
 from tasks.sync.flux import judge_kustomization
-from tasks.sync.kube import KubeClient
 from tasks.sync_app import SyncConfig, sync
 from tasks.verify_rollout import VerifyConfig, watch_rollout
+from tests.fakes.operators.testing import GitOpsOperators
+from tests.fixtures.simcluster import SimClusterHandle
 from tests.tasks.fake_argocd import FakeArgoCD
 from tests.tasks.k8s_objects import GitOpsRepo, kustomize_env
 

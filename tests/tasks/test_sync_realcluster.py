@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tasks.sync.kube import KubeClient
+from shipyard.core.kube import KubeClient
 from tasks.sync_app import SyncConfig, sync
 from tasks.verify_rollout import VerifyConfig, watch_rollout
 from tests.tasks.k8s_objects import GitOpsRepo, deployment
