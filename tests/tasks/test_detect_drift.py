@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from shipyard.core.kube import KubeClient
 from tasks.detect_drift import DriftConfig, compare_objects, detect_drift
-from tasks.sync.kube import KubeClient
 from tasks.sync.render import object_key
 from tasks.sync_app import SyncConfig, sync
 from tests.fixtures.simcluster import SimClusterHandle
