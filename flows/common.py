@@ -1,5 +1,6 @@
-"""Helpers every flow shares: loading saved blocks, the current flow run's id, and
-publishing what a run did (events, the delivery provenance artifact).
+"""Helpers every flow shares: loading saved blocks, the current flow run's id,
+publishing what a run did (events, the delivery provenance artifact), and the Prefect
+global concurrency limits flows take slots of.
 
 One module so that flows never import each other's private helpers and every flow
 loads its connections and reports its outcome the same way.
@@ -11,8 +12,14 @@ from typing import Any, TypeVar, cast
 
 from prefect.artifacts import create_markdown_artifact
 from prefect.blocks.core import Block
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.actions import (
+    GlobalConcurrencyLimitCreate,
+    GlobalConcurrencyLimitUpdate,
+)
 from prefect.context import get_run_context
 from prefect.events import emit_event
+from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 from pydantic import BaseModel, Field
 
 from shipyard.core.errors import ConfigError
@@ -21,6 +28,7 @@ __all__ = [
     "EVENT_DELIVERED",
     "Provenance",
     "emit",
+    "ensure_limit",
     "flow_run_id",
     "load_block",
     "load_optional_block",
@@ -116,3 +124,30 @@ def publish_provenance(record: Provenance) -> None:
         record.model_dump(),
         name=f"{record.app}/{record.environment}",
     )
+
+
+# Prefect's ``concurrency()`` silently does not limit when the named limit does not
+# exist; "one delivery per app and environment", "one writer per GitOps branch" and "one
+# rate per registry" must hold on a fresh server too, so flows call ensure_limit before
+# taking a slot. The names come from shipyard.core.limits.
+def ensure_limit(name: str, limit: int, slot_decay_per_second: float | None = None) -> None:
+    """Create the limit (active) if missing; re-activate it if someone disabled it."""
+    with get_client(sync_client=True) as client:
+        try:
+            extra = (
+                {}
+                if slot_decay_per_second is None
+                else {"slot_decay_per_second": slot_decay_per_second}
+            )
+            client.create_global_concurrency_limit(
+                GlobalConcurrencyLimitCreate(name=name, limit=limit, active=True, **extra)
+            )
+            return
+        except ObjectAlreadyExists:
+            pass
+        try:
+            existing = client.read_global_concurrency_limit_by_name(name)
+        except ObjectNotFound:  # deleted in between: the next call creates it again
+            return
+        if not existing.active:
+            client.update_global_concurrency_limit(name, GlobalConcurrencyLimitUpdate(active=True))

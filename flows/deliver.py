@@ -29,12 +29,12 @@ from flows.build_scan_push import BuildScanPushResult, build_scan_push_blocking
 from flows.common import (
     EVENT_DELIVERED,
     Provenance,
+    ensure_limit,
     flow_run_id,
     load_block,
     load_optional_block,
     publish_provenance,
 )
-from flows.limits import ensure_limit
 from flows.sync_verify import VerifyPlan, sync_and_verify, verify_delivery
 from shipyard.core.catalog import App, Environment
 from shipyard.core.errors import ConfigError, PolicyError

@@ -17,7 +17,7 @@ from prefect.deployments import run_deployment
 from prefect.variables import Variable
 from pydantic import Field
 
-from flows.limits import ensure_limit
+from flows.common import ensure_limit
 from shipyard.core.limits import limit_name
 from shipyard.core.oci import require_registry_host
 from tasks.poll_tags import TagPolicy

@@ -21,9 +21,8 @@ from pydantic import Field
 from blocks.cluster import KubernetesCluster
 from blocks.gitops import GitOpsRepository
 from flows.approval import request_approval
-from flows.common import Provenance, flow_run_id, load_block, publish_provenance
+from flows.common import Provenance, ensure_limit, flow_run_id, load_block, publish_provenance
 from flows.deliver import DEFAULT_OPTIONS, DeliverOptions, converge
-from flows.limits import ensure_limit
 from flows.sync_verify import VerifyPlan, verify_delivery
 from shipyard.core.errors import PermanentError
 from shipyard.core.limits import git_writers_limit, limit_name

@@ -3,7 +3,7 @@
 Prefect limit names allow no ``/``, ``%``, ``&``, ``<``, ``>``; :func:`limit_name` makes a
 valid name that stays unique per input (a short hash of it). Creating the limits on the
 server (``ensure_limit``) is Prefect's business and lives with the flows
-(:mod:`flows.limits`); this module only names them, so steps, flows and the CLI agree.
+(:func:`flows.common.ensure_limit`); this module only names them, so steps, flows and the CLI agree.
 """
 
 from __future__ import annotations
