@@ -11,6 +11,10 @@ from typing import Any
 import httpx
 import pytest
 
+# The flows (and so Prefect, with its console log handler) load at collection, before
+# any test captures stdout: a handler created under capsys would write to a closed file
+# in the next test. The CLI itself loads them lazily.
+from flows.restore_drill import restore_from_git_drill
 from shipyard.cli.main import main
 from shipyard.core.kube import KubeClient
 from shipyard.core.s3 import S3Store, s3_client
@@ -180,7 +184,6 @@ def test_restore_from_git_drill_flow(
     """Rebuild a live namespace from a real git repository (file:// clone)."""
     import subprocess
 
-    from flows.restore_drill import restore_from_git_drill
     from tasks.drill_report import GitDrillResult
     from tasks.restore_git_drill import render_env
     from tests.tasks.test_restore_git import write_env
