@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from shipyard.demo import content
 from shipyard.core.errors import PermanentError, TransientError
+from shipyard.demo import content
 from shipyard.stack import process
 from shipyard.stack.model import ServiceSpec, StackLayout
 from shipyard.stack.probes import http_ok

@@ -6,8 +6,8 @@ import datetime as dt
 
 import pytest
 from kubernetes import client
-
 from simcluster import cron
+
 from tests.fixtures.simcluster import SimClusterHandle
 from tests.simcluster.helpers import eventually
 

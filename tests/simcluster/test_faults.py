@@ -9,8 +9,8 @@ import pytest
 import urllib3
 from kubernetes import client
 from kubernetes.client.rest import ApiException
-
 from simcluster.faults import FaultRule
+
 from tests.fixtures.simcluster import SimClusterHandle
 
 

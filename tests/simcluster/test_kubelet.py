@@ -6,9 +6,14 @@ from typing import Any
 
 import pytest
 from kubernetes import client
-
 from simcluster.registry import parse_image
-from tests.fixtures.simcluster import LocalRegistry, SimClusterHandle, dockerconfigjson, start_registry
+
+from tests.fixtures.simcluster import (
+    LocalRegistry,
+    SimClusterHandle,
+    dockerconfigjson,
+    start_registry,
+)
 from tests.simcluster.helpers import eventually
 
 

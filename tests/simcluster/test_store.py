@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from simcluster import admission, fieldpaths, managed, patch
 from simcluster.errors import ApiError
 from simcluster.resources import ResourceRegistry

@@ -27,10 +27,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from shipyard.core.errors import ShipyardError
-from tests.fakes.operators.base import JSON, Operator, WatchSpec
 from tasks.sync.apply import apply_objects
 from tasks.sync.render import APP_LABEL, MANAGED_BY_LABEL, render
 from tasks.sync.source import SourceCache
+from tests.fakes.operators.base import JSON, Operator, WatchSpec
 
 GROUP_PATH = "/apis/argoproj.io/v1alpha1"
 MANAGED_BY = "argocd"

@@ -92,7 +92,7 @@ class Operator:
         for raw in list(self._raws):
             try:
                 raw.shutdown()
-            except Exception:  # noqa: BLE001, S110 - closing a stream that already ended
+            except Exception:  # noqa: BLE001 - closing a stream that already ended
                 pass
         for t in self._threads:
             t.join(2)

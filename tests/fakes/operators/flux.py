@@ -20,11 +20,11 @@ from collections.abc import Hashable
 from typing import Any
 
 from shipyard.core.errors import ShipyardError
-from tests.fakes.operators.argocd import now
-from tests.fakes.operators.base import JSON, Operator, WatchSpec
 from tasks.sync.apply import apply_objects
 from tasks.sync.render import render
 from tasks.sync.source import SourceCache
+from tests.fakes.operators.argocd import now
+from tests.fakes.operators.base import JSON, Operator, WatchSpec
 
 SOURCE_PATH = "/apis/source.toolkit.fluxcd.io/v1"
 KS_PATH = "/apis/kustomize.toolkit.fluxcd.io/v1"
