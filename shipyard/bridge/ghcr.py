@@ -18,6 +18,7 @@ from shipyard.bridge.model import (
     require_str,
     timestamp,
 )
+from shipyard.core.oci import split_reference
 
 SOURCE = "ghcr"
 REGISTRY = "ghcr.io"
@@ -69,11 +70,7 @@ def _repository(package: dict[str, object], version: dict[str, object], key: str
     """``owner/name`` as GHCR addresses it (lower case), from package_url when present."""
     url = optional_str(version, "package_url")
     if url.startswith(f"{REGISTRY}/"):
-        path = url[len(REGISTRY) + 1 :]
-        path = path.split("@", 1)[0]
-        head, _, last = path.rpartition("/")
-        path = f"{head}/{last.split(':', 1)[0]}" if head else last.split(":", 1)[0]
-        return path.lower()
+        return split_reference(url[len(REGISTRY) + 1 :]).name.lower()
     name = require_str(package, "name", f"body.{key}")
     owner = package.get("owner")
     namespace = optional_str(package, "namespace")

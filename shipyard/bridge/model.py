@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Literal
 
 from shipyard.core.errors import PermanentError
+from shipyard.core.oci import ImageRef
 
 Source = Literal["distribution", "harbor", "dockerhub", "ghcr", "ecr"]
 SOURCES: tuple[Source, ...] = ("distribution", "harbor", "dockerhub", "ghcr", "ecr")
@@ -50,12 +51,7 @@ class ImagePushed:
     @property
     def image(self) -> str:
         """The full reference, ``registry/repository[:tag][@digest]``."""
-        ref = f"{self.registry}/{self.repository}"
-        if self.tag:
-            ref += f":{self.tag}"
-        if self.digest:
-            ref += f"@{self.digest}"
-        return ref
+        return str(ImageRef(f"{self.registry}/{self.repository}", self.tag, self.digest))
 
     @property
     def dedupe_key(self) -> str:
