@@ -1,7 +1,7 @@
 """Restore drill from git: prove the GitOps repo alone can rebuild an environment.
 
-:func:`run_git_drill` renders the environment directory (:func:`render_env`: plain
-manifests and the kustomize subset environments use), creates it in a drill namespace
+:func:`run_git_drill` renders the environment directory (:func:`render_env`, through
+the renderer sync applies with), creates it in a drill namespace
 next to the live one, reads both back normalized and compares them: parity 1.0 proves
 git holds everything the live environment needs. The drill namespace is always deleted.
 :func:`checkout_env_dir` fetches the environment from a repository first. The tasks are
@@ -20,7 +20,6 @@ from shipyard.core.errors import ConfigError, PermanentError, TransientError
 from shipyard.core.export import export_objects
 from shipyard.core.git import CloneConfig, NonFastForward, clone
 from shipyard.core.kube import KubeClient
-from shipyard.core.oci import parse_reference
 from shipyard.core.parallel import DEFAULT_WORKERS
 from shipyard.core.redact import redact
 from tasks.drill_report import GitDrillResult
@@ -38,30 +37,22 @@ from tasks.restore_objects import (
     restore_rank,
     wait_workloads,
 )
+from tasks.set_image import read_tree
+from tasks.sync.render import render
 
 __all__ = ["checkout_env_dir", "render_env", "run_git_drill"]
 
 JSON = dict[str, Any]
 
-KUSTOMIZATION_NAMES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
-POD_TEMPLATE_PATHS: dict[str, tuple[str, ...]] = {
-    "Deployment": ("spec", "template", "spec"),
-    "StatefulSet": ("spec", "template", "spec"),
-    "DaemonSet": ("spec", "template", "spec"),
-    "ReplicaSet": ("spec", "template", "spec"),
-    "Job": ("spec", "template", "spec"),
-    "CronJob": ("spec", "jobTemplate", "spec", "template", "spec"),
-    "Pod": ("spec",),
-}
-
 
 def render_env(env_dir: Path, root: Path | None = None) -> list[JSON]:
     """The desired state of a GitOps environment directory (pure: files in, objects out).
 
-    Understands plain YAML manifests (multi-document) and the kustomize subset GitOps
-    repos use for environments: ``resources`` (files and directories, recursively),
-    ``namespace`` and ``images`` overrides (newName / newTag / digest). Anything else
-    in a kustomization is a ConfigError rather than a silently wrong render.
+    Renders through :func:`tasks.sync.render.render`, the renderer sync applies with, so
+    the drill rebuilds exactly what sync would apply: plain YAML manifests and the
+    kustomize subset (``resources``/``bases``, ``namespace``, ``commonLabels``,
+    ``images``). It renders strictly: any other kustomization field is a ConfigError
+    rather than a silently partial rebuild.
 
     ``root`` bounds where resources may come from (default: the enclosing git work tree,
     else ``env_dir`` itself), so an env cannot pull files from outside its repository.
@@ -71,81 +62,15 @@ def render_env(env_dir: Path, root: Path | None = None) -> list[JSON]:
     env = env_dir.resolve()
     if root is None:
         root = next((p for p in (env, *env.parents) if (p / ".git").exists()), env)
-    return _render_dir(root.resolve(), env, depth=0)
-
-
-_SUPPORTED_KUSTOMIZE = frozenset({"apiVersion", "kind", "resources", "namespace", "images"})
-
-
-def _render_dir(root: Path, directory: Path, depth: int) -> list[JSON]:
-    if depth > 10:
-        raise ConfigError(f"{directory}: kustomization resources nest too deep")
-    kustomization = next(
-        (directory / n for n in KUSTOMIZATION_NAMES if (directory / n).is_file()), None
-    )
-    if kustomization is None:
-        objects: list[JSON] = []
-        for path in sorted(directory.iterdir()):
-            if path.suffix in (".yaml", ".yml") and path.is_file():
-                objects.extend(_load_yaml(path))
-        return objects
-    spec = _load_yaml(kustomization)
-    doc = spec[0] if spec else {}
-    unknown = set(doc) - _SUPPORTED_KUSTOMIZE
-    if unknown:
-        raise ConfigError(
-            f"{kustomization}: unsupported kustomize fields {', '.join(sorted(unknown))}"
-        )
-    objects = []
-    for entry in doc.get("resources") or []:
-        target = (directory / str(entry)).resolve()
-        if root not in target.parents and target != root:
-            raise ConfigError(f"{kustomization}: resource {entry} is outside the repository")
-        if target.is_dir():
-            objects.extend(_render_dir(root, target, depth + 1))
-        elif target.is_file():
-            objects.extend(_load_yaml(target))
-        else:
-            raise ConfigError(f"{kustomization}: resource {entry} does not exist")
-    namespace = doc.get("namespace")
-    for obj in objects:
-        if namespace and obj.get("kind") != "Namespace":
-            obj.setdefault("metadata", {})["namespace"] = namespace
-        for image in doc.get("images") or []:
-            _override_image(obj, image)
-    return objects
-
-
-def _load_yaml(path: Path) -> list[JSON]:
-    from ruamel.yaml import YAML
-    from ruamel.yaml.error import YAMLError
-
-    try:
-        docs = list(YAML(typ="safe").load_all(path.read_text(encoding="utf-8")))
-    except (OSError, YAMLError) as exc:
-        raise ConfigError(f"cannot read {path}: {exc}") from None
-    return [d for d in docs if isinstance(d, dict)]
-
-
-def _override_image(obj: JSON, image: Any) -> None:
-    """Apply one kustomize ``images`` entry to every container of ``obj``."""
-    if not isinstance(image, dict) or not image.get("name"):
-        return
-    node: Any = obj
-    for key in POD_TEMPLATE_PATHS.get(str(obj.get("kind")), ()):
-        node = node.get(key) if isinstance(node, dict) else None
-    if not isinstance(node, dict):
-        return
-    for field in ("containers", "initContainers"):
-        for container in node.get(field) or []:
-            ref = parse_reference(str(container.get("image", "")))
-            if ref is None or ref.name != image["name"]:
-                continue
-            name = image.get("newName") or ref.name
-            tag = image.get("newTag", ref.tag)
-            digest = image.get("digest", ref.digest)
-            text = name + (f":{tag}" if tag else "") + (f"@{digest}" if digest else "")
-            container["image"] = text
+    root = root.resolve()
+    if env != root and root not in env.parents:
+        raise ConfigError(f"environment directory {env_dir} is outside the repository {root}")
+    files = read_tree(root, ".")
+    path = env.relative_to(root).as_posix()
+    prefix = "" if path == "." else f"{path}/"
+    if not any(name.startswith(prefix) for name in files):
+        return []  # an environment without manifests declares nothing
+    return render(files, path, strict=True)
 
 
 def run_git_drill(

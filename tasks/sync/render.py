@@ -33,6 +33,7 @@ __all__ = [
     "APP_LABEL",
     "MANAGED_BY_LABEL",
     "REVISION_ANNOTATION",
+    "SUPPORTED_KUSTOMIZE",
     "apply_images",
     "object_key",
     "object_ref",
@@ -111,17 +112,30 @@ def _norm(path: str) -> str:
     return "/".join(parts)
 
 
-def render(files: Mapping[str, str], path: str) -> list[JSON]:
-    """The objects ``path`` declares (see module docstring); ConfigError when unusable."""
+# The kustomization fields :func:`render` understands; ``strict`` refuses any other.
+SUPPORTED_KUSTOMIZE = frozenset(
+    {"apiVersion", "kind", "resources", "bases", "namespace", "commonLabels", "images"}
+)
+
+
+def render(files: Mapping[str, str], path: str, *, strict: bool = False) -> list[JSON]:
+    """The objects ``path`` declares (see module docstring); ConfigError when unusable.
+
+    ``strict`` makes a kustomization field outside :data:`SUPPORTED_KUSTOMIZE` (patches,
+    generators, ...) a ConfigError instead of being ignored: for the restore drill, where
+    a silently partial render would be reported as drift rather than as what it is.
+    """
     directory = _norm(path)
     if directory in files:  # a single manifest file
         return _load_all(files[directory], directory)
     if not _under(files, directory):
         raise ConfigError(f"path {path!r} does not exist at this revision")
-    return _render_dir(files, directory, depth=0)
+    return _render_dir(files, directory, depth=0, strict=strict)
 
 
-def _render_dir(files: Mapping[str, str], directory: str, depth: int) -> list[JSON]:
+def _render_dir(
+    files: Mapping[str, str], directory: str, depth: int, *, strict: bool = False
+) -> list[JSON]:
     if depth > 20:
         raise ConfigError(f"{directory}: kustomization resources nest too deep (a cycle?)")
     kfile = _kustomization(files, directory)
@@ -139,13 +153,16 @@ def _render_dir(files: Mapping[str, str], directory: str, depth: int) -> list[JS
         return out
     docs = _load_all_raw(files[kfile], kfile)
     spec = docs[0] if docs else {}
+    unknown = set(spec) - SUPPORTED_KUSTOMIZE
+    if strict and unknown:
+        raise ConfigError(f"{kfile}: unsupported kustomize fields {', '.join(sorted(unknown))}")
     objects: list[JSON] = []
     for entry in spec.get("resources") or spec.get("bases") or []:
         target = _norm(str(PurePosixPath(directory) / str(entry)))
         if target in files:
             objects.extend(_load_all(files[target], target))
         elif _under(files, target):
-            objects.extend(_render_dir(files, target, depth + 1))
+            objects.extend(_render_dir(files, target, depth + 1, strict=strict))
         else:
             raise ConfigError(f"{kfile}: resource {entry!r} does not exist")
     namespace = spec.get("namespace")

@@ -83,7 +83,7 @@ def test_render_env_rejects_what_it_cannot_render(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="unsupported kustomize fields patches"):
         render_env(env, root=tmp_path)
     (env / "kustomization.yaml").write_text("resources: [../../../../etc]\n")
-    with pytest.raises(ConfigError, match="outside the repository"):
+    with pytest.raises(ConfigError, match="leaves the repository"):
         render_env(env, root=tmp_path)
     with pytest.raises(ConfigError, match="does not exist"):
         render_env(tmp_path / "nope")
