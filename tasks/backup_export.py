@@ -15,13 +15,13 @@ the task's ``retry_condition``); a missing bucket or an unknown namespace is a
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from shipyard.core.catalog import DNS_LABEL
 from shipyard.core.export import export_objects
 from shipyard.core.kube import KubeClient
 from shipyard.core.parallel import DEFAULT_WORKERS, parallel_map
@@ -41,7 +41,6 @@ __all__ = ["BackupConfig", "BackupResult", "render_backup_report", "run_backup"]
 
 log = logging.getLogger(__name__)
 JSON = dict[str, Any]
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 
 class BackupConfig(BaseModel):
@@ -75,7 +74,7 @@ class BackupConfig(BaseModel):
         names = sorted({n.strip() for n in value if n.strip()})
         if not names:
             raise ValueError("give at least one namespace")
-        bad = [n for n in names if not _DNS_LABEL.match(n) or len(n) > 63]
+        bad = [n for n in names if not DNS_LABEL.match(n) or len(n) > 63]
         if bad:
             raise ValueError(f"not valid namespace names: {', '.join(bad)}")
         return names

@@ -38,6 +38,7 @@ from shipyard.core.git import (
     fetch_branch,
     push_head,
 )
+from shipyard.core.oci import ImageRef, split_reference
 from tasks.set_image import Change, SetImageConfig, set_image
 
 __all__ = [
@@ -81,13 +82,16 @@ class WriteBackResult:
 
 
 def _version(ref: str, image: str) -> str:
-    rest = ref[len(image) :] if ref.startswith(image) else ref
-    rest = rest.lstrip(":")
-    tag, _, digest = rest.partition("@")
-    if digest:
-        short = digest.split(":", 1)[-1][:12]
-        return f"{tag}@{short}" if tag else short
-    return tag or rest
+    """``ref`` for a commit message: its tag and a 12-digit digest (``1.2@0123456789ab``).
+
+    A reference to another name (a kustomize ``newName``) keeps its name in front.
+    """
+    parts = split_reference(ref)
+    head = (parts.tag or "") if parts.name == image else str(ImageRef(parts.name, parts.tag))
+    if parts.digest:
+        short = parts.digest.split(":", 1)[-1][:12]
+        return f"{head}@{short}" if head else short
+    return head
 
 
 def render_message(

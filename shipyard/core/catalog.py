@@ -19,7 +19,9 @@ from ruamel.yaml.error import YAMLError
 from shipyard.core.errors import ConfigError
 
 CATALOG_FILE = "shipyard-catalog.yaml"
-_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+# A lower-case RFC 1123 label (app, environment and namespace names); callers add the
+# 63-character limit where Kubernetes imposes it.
+DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 
 class _Model(BaseModel):
@@ -119,7 +121,7 @@ class Environment(_Model):
     @field_validator("name", "namespace")
     @classmethod
     def _dns_label(cls, value: str) -> str:
-        if not _NAME.match(value) or len(value) > 63:
+        if not DNS_LABEL.match(value) or len(value) > 63:
             raise ValueError(f"{value!r} is not a lower-case DNS label")
         return value
 
@@ -143,7 +145,7 @@ class App(_Model):
     @field_validator("name")
     @classmethod
     def _dns(cls, value: str) -> str:
-        if not _NAME.match(value):
+        if not DNS_LABEL.match(value):
             raise ValueError(f"{value!r} is not a lower-case DNS label")
         return value
 
