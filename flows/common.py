@@ -1,5 +1,6 @@
 """Helpers every flow shares: loading saved blocks, the current flow run's id,
-publishing what a run did (events, the delivery provenance artifact), and the Prefect
+publishing what a run did (events, the delivery provenance artifact, a drill's report),
+and the Prefect
 global concurrency limits flows take slots of.
 
 One module so that flows never import each other's private helpers and every flow
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any, TypeVar, cast
 
-from prefect.artifacts import create_markdown_artifact
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.blocks.core import Block
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import (
@@ -23,6 +24,7 @@ from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 from pydantic import BaseModel, Field
 
 from shipyard.core.errors import ConfigError
+from tasks.drill_report import DrillPublication
 
 __all__ = [
     "EVENT_DELIVERED",
@@ -32,6 +34,7 @@ __all__ = [
     "flow_run_id",
     "load_block",
     "load_optional_block",
+    "publish_drill_report",
     "publish_provenance",
 ]
 
@@ -123,6 +126,27 @@ def publish_provenance(record: Provenance) -> None:
         f"shipyard.delivery.{record.app}.{record.environment}",
         record.model_dump(),
         name=f"{record.app}/{record.environment}",
+    )
+
+
+def publish_drill_report(publication: DrillPublication) -> None:
+    """Publish a backup drill: its report and trend artifacts and its drill event, so the
+    UI shows the latest drill and the trend, and automations can act on a failed one."""
+    create_markdown_artifact(
+        key=publication.REPORT_KEY,
+        markdown=publication.report,
+        description=publication.report_description,
+    )
+    create_table_artifact(
+        key=publication.TREND_KEY,
+        table=publication.trend,
+        description=publication.TREND_DESCRIPTION,
+    )
+    emit_event(
+        event=publication.event,
+        resource=publication.resource,
+        related=publication.related,
+        payload=publication.payload,
     )
 
 

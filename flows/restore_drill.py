@@ -15,7 +15,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.states import Failed
 
 from flows.backup import resolve_cluster, resolve_storage
-from flows.common import emit
+from flows.common import emit, publish_drill_report
 from shipyard.core.config import parse_config
 from shipyard.core.errors import ConfigError
 from tasks.drill_report import (
@@ -96,7 +96,7 @@ def restore_drill(
         result = velero_drill_task(config, target, VeleroConfig(namespace=velero_namespace))
     else:
         result = restore_drill_task(config, target, storage)
-    publish_drill(result, storage)
+    publish_drill_report(publish_drill(result, storage))
     print(
         f"drill of {result.backup_id}: {'PASSED' if result.passed else 'FAILED'} "
         f"parity={result.parity:.4f} rto={result.rto_seconds:.1f}s rpo={result.rpo_seconds:.1f}s"

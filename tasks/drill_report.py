@@ -6,8 +6,9 @@ The three drills (:mod:`tasks.restore_backup_drill`, :mod:`tasks.restore_git_dri
 Drill history is kept as JSON objects next to the backups (``<prefix>/<cluster>/_drills/``),
 so the trend survives Prefect database resets and is readable with any S3 tool.
 Everything here is pure except :func:`record_drill` and :func:`drill_history`; the
-``publish_drill`` task in :mod:`tasks.steps.dr` sends the :class:`DrillPublication` to
-Prefect.
+``publish_drill`` task in :mod:`tasks.steps.dr` records a drill and returns its
+:class:`DrillPublication`, which the flow sends to Prefect
+(:func:`flows.common.publish_drill_report`).
 """
 
 from __future__ import annotations

@@ -3,8 +3,8 @@
 Each wrapper builds its ports from blocks (a :class:`~blocks.cluster.KubernetesCluster`
 gives the Kubernetes client, a :class:`~blocks.storage.BackupStorage` the S3 store),
 calls its Prefect-free core and returns the result; retries are for transient failures
-only (``retry_condition``). :func:`publish_drill` is the one that also publishes to
-Prefect: the drill report and trend artifacts and the drill event.
+only (``retry_condition``). :func:`publish_drill` records a drill and returns what to
+publish about it; the flow publishes it (:func:`flows.common.publish_drill_report`).
 """
 
 from __future__ import annotations
@@ -12,9 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from prefect import task
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NONE as NO_CACHE
-from prefect.events import emit_event
 
 from blocks.cluster import KubernetesCluster
 from blocks.storage import BackupStorage
@@ -51,26 +49,6 @@ def _kube(cluster: KubernetesCluster) -> KubeClient:
     """DR's client: bulk listing and writing of thousands of objects, so a shorter retry
     budget per call (the task retries as a whole) and a longer read timeout."""
     return cluster.get_kube_client(retry=Retry(attempts=4), request_timeout=60.0)
-
-
-def _publish(publication: DrillPublication) -> None:
-    """Send a drill's report and trend artifacts and its event to Prefect."""
-    create_markdown_artifact(
-        key=publication.REPORT_KEY,
-        markdown=publication.report,
-        description=publication.report_description,
-    )
-    create_table_artifact(
-        key=publication.TREND_KEY,
-        table=publication.trend,
-        description=publication.TREND_DESCRIPTION,
-    )
-    emit_event(
-        event=publication.event,
-        resource=publication.resource,
-        related=publication.related,
-        payload=publication.payload,
-    )
 
 
 # --- backup ---------------------------------------------------------------------------
@@ -140,9 +118,9 @@ def restore_drill_task(
     retry_condition_fn=retry_condition,
     cache_policy=NO_CACHE,
 )
-def publish_drill(result: DrillResult, storage: BackupStorage) -> None:
-    """Record the drill in S3, publish report + trend artifacts, emit the drill event."""
-    _publish(record_and_publish(storage.get_store(), storage.prefix, result))
+def publish_drill(result: DrillResult, storage: BackupStorage) -> DrillPublication:
+    """Record the drill in S3; its report, trend and event, for the flow to publish."""
+    return record_and_publish(storage.get_store(), storage.prefix, result)
 
 
 @task(
