@@ -17,7 +17,9 @@ from tasks.steps.stack import check_service
 @flow(name="check-stack", log_prints=True)
 def check_stack(addresses: dict[str, str] | None = None) -> list[ServiceCheck]:
     """Probe each service in ``addresses`` (name -> address; empty ones are skipped) and
-    report. ``shipyard check`` passes the addresses the stack's env file names."""
+    report. ``shipyard check`` passes the addresses the stack's env file names; the
+    ``check-stack`` deployment in prefect.yaml has them filled in at deploy time from the
+    same variables (addresses the flow pods reach), so a run from the UI needs none."""
     targets = {name: addr for name, addr in (addresses or {}).items() if addr}
     if not targets:
         raise PermanentError(

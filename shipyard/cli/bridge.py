@@ -49,8 +49,8 @@ def register(app: typer.Typer) -> None:
 
         from shipyard.bridge.server import BridgeConfig
         from shipyard.bridge.server import serve as run
-        from shipyard.core.catalog import load_catalog
         from shipyard.cli.main import fail
+        from shipyard.core.catalog import load_catalog
         from shipyard.stack.model import StackLayout
 
         secret = os.environ.get(SECRET_ENV, "")

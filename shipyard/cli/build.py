@@ -94,11 +94,15 @@ def _validated(model: Any, **values: Any) -> Any:
         raise ConfigError(f"{where}: {first['msg']}") from None
 
 
-def _credentials(registry: str, username: str | None, insecure: bool | None) -> Any:
+def _connections(
+    registry: str, username: str | None, insecure: bool | None, docker_host: str | None
+) -> tuple[Any, Any]:
+    """The Docker Engine and registry blocks a command's steps use (password from env)."""
+    from blocks.docker import DockerHost
     from blocks.registry import RegistryCredentials
 
     password = os.environ.get(PASSWORD_ENV)
-    return RegistryCredentials.for_registry(
+    return DockerHost(base_url=docker_host), RegistryCredentials.for_registry(
         registry, username=username, password=password, insecure=insecure
     )
 
@@ -107,19 +111,17 @@ def _build_scan_push(config: Any, host: Any, creds: Any) -> Any:
     """``build --push``: the build_scan_push flow (build, scan, gate, push), as a flow run
     when a Prefect API answers, else the same steps directly; the build's result with the
     pushed digest and reference. A blocked gate raises PolicyError: nothing is pushed."""
-    from shipyard.cli.runner import run_step
+    from flows.build_scan_push import build_scan_push_blocking
+    from flows.steps import build_scan_push_directly
+    from shipyard.cli.runner import run_flow
 
-    def as_flow() -> Any:
-        from flows.build_scan_push import build_scan_push_blocking
-
-        return build_scan_push_blocking(build=config, docker_host=host, registry=creds)
-
-    def directly() -> Any:
-        from flows.steps import build_scan_push_directly
-
-        return build_scan_push_directly(config, docker_host=host, registry=creds)
-
-    done = run_step(as_flow, directly)
+    done = run_flow(
+        build_scan_push_blocking,
+        build_scan_push_directly,
+        build=config,
+        docker_host=host,
+        registry=creds,
+    )
     return done.built.model_copy(update={"digest": done.digest, "reference": done.reference})
 
 
@@ -181,7 +183,6 @@ def register(app: typer.Typer) -> None:
         json_out: JsonOut = False,
     ) -> None:
         """Build an image from a commit (skipped when the registry already has it)."""
-        from blocks.docker import DockerHost
         from tasks.build_image import BuildImageConfig, run_build
 
         args: dict[str, str] = {}
@@ -203,8 +204,7 @@ def register(app: typer.Typer) -> None:
             extra_tags=tag or [],
             cache_from=cache_from or [],
         )
-        host = DockerHost(base_url=docker_host)
-        creds = _credentials(config.registry, username, insecure)
+        host, creds = _connections(config.registry, username, insecure, docker_host)
         if push:
             result = _build_scan_push(config, host, creds)
         else:
@@ -225,16 +225,16 @@ def register(app: typer.Typer) -> None:
         json_out: JsonOut = False,
     ) -> None:
         """Push local tags of IMAGE; print the immutable reference repo@sha256:..."""
-        from blocks.docker import DockerHost
+        from shipyard.cli.runner import run_flow
         from shipyard.core.oci import split_repository
-        from tasks.push_image import PushImageConfig, run_push
+        from tasks.push_image import PushImageConfig
 
         registry, _ = split_repository(image)
-        result = run_push(
-            _validated(PushImageConfig, repository=image, tags=tag),
-            DockerHost(base_url=docker_host),
-            _credentials(registry, username, insecure),
-        )
+        config = _validated(PushImageConfig, repository=image, tags=tag)
+        from flows import steps
+
+        host, creds = _connections(registry, username, insecure, docker_host)
+        result = run_flow(steps.push_step, steps.push_steps, config, host, creds)
         typer.echo(json.dumps(result.model_dump(mode="json")) if json_out else result.reference)
 
     @app.command("scan")
@@ -269,8 +269,9 @@ def register(app: typer.Typer) -> None:
         json_out: JsonOut = False,
     ) -> None:
         """Scan an image (and its source) with trivy and apply the gate; exit 1 if blocked."""
+        from shipyard.cli.runner import run_flow
         from shipyard.core.oci import split_repository
-        from tasks.scan_image import ScanConfig, run_scan
+        from tasks.scan_image import ScanConfig
 
         policy = load_policy(fail_on, ignore_unfixed, ignorefile)
         registry, _ = split_repository(image.split("@", 1)[0])
@@ -290,14 +291,10 @@ def register(app: typer.Typer) -> None:
                 else {}
             ),
         )
-        from blocks.docker import DockerHost
+        from flows import steps
 
-        result = run_scan(
-            config,
-            policy,
-            _credentials(registry, username, insecure),
-            DockerHost(base_url=docker_host),
-        )
+        host, creds = _connections(registry, username, insecure, docker_host)
+        result = run_flow(steps.scan_step, steps.scan_steps, config, policy, creds, host)
         if json_out:
             out = result.gate.contract()
             out["image"] = image

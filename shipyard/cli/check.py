@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
-from shipyard.cli.runner import run_step
+from shipyard.cli.runner import run_flow
 from shipyard.core.errors import PermanentError
 
 # service -> environment variable naming its address (as `shipyard stack up` writes it)
@@ -55,14 +55,9 @@ def register(app: typer.Typer) -> None:
         json_out: Annotated[bool, typer.Option("--json", help="Print results as JSON.")] = False,
     ) -> None:
         """Probe every stack service with a real request, as a Prefect flow run."""
-        addresses = stack_addresses()
+        from flows.check_stack import check_stack
 
-        def as_flow() -> list[Any]:
-            from flows.check_stack import check_stack
-
-            return check_stack(addresses)
-
-        results = run_step(as_flow, lambda: _probe_directly(addresses))
+        results = run_flow(check_stack, _probe_directly, stack_addresses())
         if json_out:
             typer.echo(
                 json.dumps(

@@ -17,11 +17,12 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
-from pydantic import SecretStr, ValidationError
+from pydantic import ValidationError
 
+from shipyard.cli.runner import run_flow
 from shipyard.core.errors import ConfigError
 
 EXIT_UNHEALTHY = 1
@@ -34,12 +35,13 @@ def _validation(exc: ValidationError, what: str) -> ConfigError:
     return ConfigError(f"{where}: {msg}" if where != what else msg)
 
 
-def _client(kubeconfig: Path | None) -> object:
-    from shipyard.core.kube import api_client
+def _cluster(kubeconfig: Path | None) -> Any:
+    """The cluster block the steps connect through (``$KUBECONFIG`` when not given)."""
+    from blocks.cluster import KubernetesCluster
 
     if kubeconfig is not None and not kubeconfig.is_file():
         raise ConfigError(f"--kubeconfig {str(kubeconfig)!r} is not a file")
-    return api_client(str(kubeconfig) if kubeconfig else None)
+    return KubernetesCluster(kubeconfig_path=str(kubeconfig) if kubeconfig else None)
 
 
 def register(app: typer.Typer) -> None:
@@ -62,7 +64,7 @@ def register(app: typer.Typer) -> None:
         json_out: Annotated[bool, typer.Option("--json", help="Print a JSON report.")] = False,
     ) -> None:
         """Wait until WORKLOAD has rolled out and is healthy (fails fast on stuck pods)."""
-        from tasks.verify_rollout import VerifyConfig, run_verify
+        from tasks.verify_rollout import VerifyConfig
 
         if not namespace:
             raise ConfigError("--namespace is required")
@@ -74,7 +76,9 @@ def register(app: typer.Typer) -> None:
             )
         except ValidationError as exc:
             raise _validation(exc, "verify") from None
-        result = run_verify(_client(kubeconfig), config, fail=False)
+        from flows import steps
+
+        result = run_flow(steps.verify_step, steps.verify_directly, _cluster(kubeconfig), config)
         if json_out:
             typer.echo(json.dumps(result.cli_json()))
         elif result.healthy:
@@ -132,36 +136,31 @@ def register(app: typer.Typer) -> None:
         json_out: Annotated[bool, typer.Option("--json", help="Print a JSON report.")] = False,
     ) -> None:
         """Make the cluster converge to the GitOps repo (direct apply, Argo CD or Flux)."""
-        from tasks.sync_app import SyncConfig, sync
+        from tasks.sync.plan import needs_cluster, plan_sync
 
-        if driver not in ("apply", "argocd", "flux"):
-            raise ConfigError(f"--driver must be apply, argocd or flux, not {driver!r}")
         if driver == "apply" and repo_dir and "://" not in repo_dir and not Path(repo_dir).is_dir():
             raise ConfigError(f"--repo-dir {repo_dir!r} is not a directory")
-        token = os.environ.get("ARGOCD_AUTH_TOKEN")
-        chosen = "argocd-rest" if driver == "argocd" and argocd_url else driver
-        try:
-            config = SyncConfig(
-                driver=chosen,
-                revision=revision,
-                timeout_seconds=timeout,
-                repo=repo_dir,
-                path=path,
-                namespace=namespace,
-                app=app_name or (Path(path).name if path else "app") or "app",
-                prune=not no_prune,
-                application=application,
-                application_namespace=application_namespace,
-                argocd_url=argocd_url,
-                argocd_token=SecretStr(token) if token else None,
-                kustomization=kustomization,
-                source=source,
-                flux_namespace=flux_namespace,
-            )
-        except ValidationError as exc:
-            raise _validation(exc, "sync") from None
-        client = None if chosen == "argocd-rest" else _client(kubeconfig)
-        result = sync(config, client)
+        config = plan_sync(
+            driver,
+            revision=revision,
+            timeout_seconds=timeout,
+            repo=repo_dir,
+            path=path,
+            namespace=namespace,
+            app=app_name,
+            prune=not no_prune,
+            application=application,
+            application_namespace=application_namespace,
+            argocd_url=argocd_url,
+            argocd_token=os.environ.get("ARGOCD_AUTH_TOKEN"),
+            kustomization=kustomization,
+            source=source,
+            flux_namespace=flux_namespace,
+        )
+        cluster = _cluster(kubeconfig if needs_cluster(config) else None)
+        from flows import steps
+
+        result = run_flow(steps.sync_step, steps.sync_steps, cluster, config)
         if json_out:
             typer.echo(
                 json.dumps(

@@ -14,6 +14,7 @@ from typing import Annotated, Any
 
 import typer
 
+from shipyard.cli.runner import run_flow
 from shipyard.core.errors import ConfigError
 
 JsonOut = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
@@ -29,10 +30,16 @@ Endpoint = Annotated[
 DEFAULT_PREFIX = "shipyard-backups"
 
 
-def _check_kubeconfig(path: Path) -> str:
-    if not path.is_file():
-        raise ConfigError(f"kubeconfig {path} does not exist")
-    return str(path)
+def _where(kubeconfig: Path, bucket: str, prefix: str, s3_endpoint: str | None) -> dict[str, Any]:
+    """The cluster and storage arguments both flows take; ConfigError without a kubeconfig."""
+    if not kubeconfig.is_file():
+        raise ConfigError(f"kubeconfig {kubeconfig} does not exist")
+    return {
+        "kubeconfig": str(kubeconfig),
+        "bucket": bucket,
+        "prefix": prefix,
+        "s3_endpoint": s3_endpoint,
+    }
 
 
 def register(app: typer.Typer) -> None:
@@ -50,18 +57,14 @@ def register(app: typer.Typer) -> None:
         json_out: JsonOut = False,
     ) -> None:
         """Export namespaces (custom resources and their CRDs included) to S3."""
-        from flows.backup import backup
-
         names = [n.strip() for n in namespaces.split(",") if n.strip()]
         if not names:
             raise ConfigError("--namespaces is empty")
-        result = backup(
-            namespaces=names,
-            bucket=bucket,
-            prefix=prefix,
-            s3_endpoint=s3_endpoint,
-            kubeconfig=_check_kubeconfig(kubeconfig),
-        )
+        from flows.backup import backup
+        from flows.steps import backup_directly
+
+        where = _where(kubeconfig, bucket, prefix, s3_endpoint)
+        result = run_flow(backup, backup_directly, namespaces=names, **where)
         if json_out:
             typer.echo(
                 json.dumps(
@@ -91,25 +94,23 @@ def register(app: typer.Typer) -> None:
         json_out: JsonOut = False,
     ) -> None:
         """Restore a backup into drill namespaces, verify parity, report RTO/RPO."""
-        from flows.restore_drill import restore_drill
         from tasks.drill_report import DrillResult
 
         if rto_target is not None and rto_target <= 0:
             raise ConfigError("--rto-target must be positive")
-        state: Any = restore_drill(
-            bucket=bucket,
-            prefix=prefix,
-            s3_endpoint=s3_endpoint,
-            kubeconfig=_check_kubeconfig(kubeconfig),
+        from flows.restore_drill import restore_drill
+        from flows.steps import restore_drill_directly
+
+        where = _where(kubeconfig, bucket, prefix, s3_endpoint)
+        outcome = run_flow(
+            restore_drill,
+            restore_drill_directly,
             backup=backup,
             rto_target_seconds=rto_target,
-            return_state=True,
+            **where,
         )
-        outcome: Any = state.result(raise_on_failure=False)
-        if isinstance(outcome, BaseException):
-            raise outcome
         if not isinstance(outcome, DrillResult):
-            raise ConfigError(f"restore drill ended without a result: {state.message}")
+            raise ConfigError(f"restore drill ended without a result: {outcome!r}")
         if json_out:
             typer.echo(json.dumps(outcome.cli_json()))
         else:

@@ -41,9 +41,9 @@ def register(app: typer.Typer) -> None:
         json_out: Annotated[bool, typer.Option("--json", help="Print a JSON report.")] = False,
     ) -> None:
         """Set IMAGE to TAG or DIGEST in kustomizations, Helm values and manifests under PATH."""
-        from shipyard.core.git import GitWriteConfig, commit_local
-        from tasks.git_write import ImageUpdate, render_message
-        from tasks.set_image import SetImageConfig, set_image
+        from shipyard.cli.runner import run_flow
+        from tasks.commit_local import is_git_tree
+        from tasks.set_image import SetImageConfig
 
         if repo_dir is None:
             raise ConfigError("--repo-dir is required")
@@ -53,17 +53,13 @@ def register(app: typer.Typer) -> None:
             raise ConfigError("give exactly one of --tag or --digest")
         if not repo_dir.is_dir():
             raise ConfigError(f"--repo-dir {str(repo_dir)!r} is not a directory")
-        if commit and not _is_git_tree(repo_dir):
+        if commit and not is_git_tree(repo_dir):
             raise ConfigError(f"--commit: {str(repo_dir)!r} is not a git working tree")
         config = SetImageConfig.parse(path=path, image=image, tag=tag, digest=digest)
+        from flows import steps
 
-        result = set_image(repo_dir, config)
-
-        sha: str | None = None
-        if commit and result.changed:
-            update = ImageUpdate(set_image=config)
-            message = render_message([(update, result.changes)], GitWriteConfig())
-            sha = commit_local(repo_dir, result.changed_files, message)
+        edit = run_flow(steps.set_image_step, steps.set_image_steps, str(repo_dir), config, commit)
+        result, sha = edit.result, edit.commit
         if json_out:
             report = {
                 "changed": result.changed,
@@ -78,11 +74,3 @@ def register(app: typer.Typer) -> None:
             typer.echo(redact(f"{change.file}: {change.old} -> {change.new}"))
         if sha:
             typer.echo(f"committed {sha}")
-
-
-def _is_git_tree(path: Path) -> bool:
-    """True when ``path`` is inside a git working tree (checked without running git)."""
-    for candidate in (path.resolve(), *path.resolve().parents):
-        if (candidate / ".git").exists():
-            return True
-    return False

@@ -13,20 +13,23 @@ import logging
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import httpx
 
 __all__ = [
     "HEALTH_TIMEOUT_SECONDS",
+    "outcome",
     "prefect_api_reachable",
     "quiet_prefect_console",
+    "run_flow",
     "run_step",
 ]
 
 R = TypeVar("R")
 
 HEALTH_TIMEOUT_SECONDS = 1.0
+_EPHEMERAL = "PREFECT_SERVER_ALLOW_EPHEMERAL_MODE"
 _reachable: dict[str, bool] = {}
 
 
@@ -83,10 +86,46 @@ def run_step(as_flow: Callable[[], R], directly: Callable[[], R]) -> R:
     """Call ``as_flow`` (a flow call) when a Prefect API answers, else ``directly``.
 
     ``directly`` must run the same steps without Prefect's API (a task's ``.fn``, or the
-    core it wraps); ephemeral mode is switched off first so nothing can start a server.
+    core it wraps); ephemeral mode is off while it runs so nothing can start a server
+    (and back as it was afterwards, for callers that run several commands in-process).
     """
     if prefect_api_reachable():
         with quiet_prefect_console():
             return as_flow()
-    os.environ["PREFECT_SERVER_ALLOW_EPHEMERAL_MODE"] = "false"
-    return directly()
+    previous = os.environ.get(_EPHEMERAL)
+    os.environ[_EPHEMERAL] = "false"
+    try:
+        return directly()
+    finally:
+        if previous is None:
+            os.environ.pop(_EPHEMERAL, None)
+        else:
+            os.environ[_EPHEMERAL] = previous
+
+
+def outcome(state: Any) -> Any:
+    """What a flow run that may end Failed with its result attached returned.
+
+    The step flows end Failed when a check fails (an unhealthy rollout, a blocked gate,
+    a failed drill) but attach their result, which the command still prints; a run that
+    failed with an exception re-raises it here.
+    """
+    result = state.result(raise_on_failure=False)
+    if isinstance(result, BaseException):
+        raise result
+    return result
+
+
+def run_flow(
+    flow: Callable[..., Any], directly: Callable[..., Any], *args: Any, **kwargs: Any
+) -> Any:
+    """:func:`run_step` for a flow and its direct twin taking the same arguments.
+
+    ``flow(*args, **kwargs)`` runs as a flow run when an API answers (its result read
+    with :func:`outcome`, so a check that failed still comes back), else
+    ``directly(*args, **kwargs)`` runs the same steps in this process.
+    """
+    return run_step(
+        lambda: outcome(flow(*args, return_state=True, **kwargs)),
+        lambda: directly(*args, **kwargs),
+    )

@@ -77,13 +77,15 @@ def sync_app(cluster: Any, config: SyncConfig) -> SyncResult:
     retry_delay_seconds=[1, 5],
     retry_condition_fn=retry_condition,
 )
-def verify_rollout(cluster: Any, config: VerifyConfig) -> VerifyResult:
-    """Wait for ``config.workload`` to be healthy; PolicyError (not retried) when not.
+def verify_rollout(cluster: Any, config: VerifyConfig, fail: bool = True) -> VerifyResult:
+    """Wait for ``config.workload`` to be healthy; PolicyError (not retried) when not, or,
+    with ``fail=False``, the unhealthy result (``shipyard verify`` reports it).
 
     ``cluster`` is a :class:`~blocks.cluster.KubernetesCluster` block (or anything with
     ``get_api_client()``).
     """
-    return run_verify(cluster.get_api_client(), config, progress=RolloutProgress(config))
+    progress = RolloutProgress(config)
+    return run_verify(cluster.get_api_client(), config, progress=progress, fail=fail)
 
 
 @task(name="smoke-check", cache_policy=NO_CACHE)
