@@ -9,8 +9,8 @@ from prefect import task
 from prefect.cache_policies import NONE as NO_CACHE
 
 from shipyard.core.errors import retry_condition
+from shipyard.core.kube import KubeClient
 from tasks.detect_drift import DriftConfig, DriftReport, detect_drift
-from tasks.sync.kube import KubeClient
 
 __all__ = ["detect_drift_task"]
 

@@ -15,8 +15,8 @@ import pytest
 
 from flows.deliver import Provenance, deliver
 from flows.promote import promote
-from shipyard.demo.seed import DemoSeed, seed_demo
 from shipyard.core.errors import ConfigError, PolicyError
+from shipyard.demo.seed import DemoSeed, seed_demo
 from tests.fixtures.services import Stack
 
 
@@ -39,7 +39,7 @@ def _git_log(stack: Stack) -> list[str]:
 def _deployment(stack: Stack, namespace: str, name: str) -> Any:
     from kubernetes import client
 
-    from blocks.cluster import api_client
+    from shipyard.core.kube import api_client
 
     with api_client(stack.env["KUBECONFIG"]) as api:
         return client.AppsV1Api(api).read_namespaced_deployment(name, namespace)

@@ -8,8 +8,8 @@ import pytest
 
 from blocks.cluster import KubernetesCluster
 from flows.drift_check import drift_check
+from shipyard.core.kube import KubeClient
 from tasks.detect_drift import DriftConfig
-from tasks.sync.kube import KubeClient
 from tasks.sync_app import SyncConfig, sync
 from tests.fixtures.simcluster import SimClusterHandle
 from tests.tasks.k8s_objects import GitOpsRepo, kustomize_env
