@@ -109,7 +109,7 @@ class ScanImageConfig(TrivySettings):
     def cache_identity(self) -> str | None:
         """The immutable identity used for caching, or None (a mutable tag is never cached)."""
         if "@sha256:" in self.image:
-            return self.image.split("@", 1)[1]
+            return split_reference(self.image).digest
         return self.identity
 
 
