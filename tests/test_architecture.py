@@ -67,3 +67,41 @@ def test_simulator_is_a_separate_distribution() -> None:
     import simcluster
 
     assert Path(simcluster.__file__).resolve().is_relative_to(ROOT / "packages" / "simcluster")
+
+
+def _task_functions(path: Path) -> list[tuple[str, int]]:
+    """(name, body statements without the docstring) of every ``@task`` in ``path``."""
+    import ast
+
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            continue
+        names = {
+            getattr(getattr(d, "func", d), "id", None) or getattr(getattr(d, "func", d), "attr", "")
+            for d in node.decorator_list
+        }
+        if "task" not in names:
+            continue
+        body = node.body
+        if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+            body = body[1:]
+        found.append((node.name, len(body)))
+    return found
+
+
+def test_task_wrappers_are_thin_and_all_in_tasks_steps() -> None:
+    """Every ``@task`` sits in tasks/steps and only hands over to its core (<= 3 lines)."""
+    steps = ROOT / "tasks" / "steps"
+    wrappers = [w for p in sorted(steps.glob("*.py")) for w in _task_functions(p)]
+    assert len(wrappers) >= 25, wrappers
+    fat = [(name, n) for name, n in wrappers if n > 3]
+    assert not fat, f"task wrappers longer than 3 statements: {fat}"
+    elsewhere = [
+        f"{p.relative_to(ROOT)}:{name}"
+        for folder in ("tasks", "flows")
+        for p in sorted((ROOT / folder).rglob("*.py"))
+        if steps not in p.parents
+        for name, _ in _task_functions(p)
+    ]
+    assert not elsewhere, f"@task defined outside tasks/steps: {elsewhere}"
