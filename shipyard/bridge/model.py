@@ -65,6 +65,16 @@ class ImagePushed:
         return f"{self.source}:{self.image}#{self.pushed_at}"
 
     @property
+    def digest_key(self) -> str:
+        """What was pushed, whatever it was tagged: ``registry/repository@digest``.
+
+        CI often pushes one digest under several tags (``<sha>`` and ``v2``); every tag
+        is a notification of its own, but they are one change to deliver. Empty when
+        the registry did not say the digest (then only :attr:`dedupe_key` applies).
+        """
+        return f"{self.registry}/{self.repository}@{self.digest}" if self.digest else ""
+
+    @property
     def event_id(self) -> str:
         """Deterministic Prefect event id derived from :attr:`dedupe_key`."""
         return str(uuid.uuid5(EVENT_ID_NAMESPACE, self.dedupe_key))

@@ -73,6 +73,12 @@ class BridgeConfig(BaseModel):
     dry_run: bool = Field(False, description="Answer as usual but spool and emit nothing.")
     dedupe_capacity: int = Field(100_000, ge=1, description="Recent deliveries remembered.")
     dedupe_ttl: float = Field(3600.0, gt=0, description="Seconds a delivery is remembered.")
+    digest_window: float = Field(
+        600.0,
+        ge=0,
+        description="Seconds in which further tags of an already emitted digest of the same "
+        "repository are dropped (one push under two tags is one change); 0 turns it off.",
+    )
     max_body: int = Field(MAX_BODY, ge=1, description="Largest accepted body in bytes.")
 
 
@@ -83,6 +89,7 @@ class BridgeState:
     config: BridgeConfig
     metrics: Metrics = field(default_factory=Metrics)
     recent: RecentSet = field(default_factory=RecentSet)
+    digests: RecentSet = field(default_factory=RecentSet)
     spool: Spool | None = None
     forwarder: Forwarder | None = None
     committer: GroupCommitter | None = None
@@ -145,6 +152,23 @@ class GroupCommitter:
             self._task = None
 
 
+def _is_new(state: BridgeState, pushed: ImagePushed) -> bool:
+    """False for a redelivery, and for another tag of a digest emitted within the window.
+
+    The second check makes one push under two tags one delivery: the first tag's event
+    goes out, the others are counted as deduplicated. A digest-less notification (Docker
+    Hub) is judged by its delivery identity only.
+    """
+    if not state.recent.add(pushed.dedupe_key):
+        return False
+    if not pushed.digest_key or state.config.digest_window <= 0:
+        return True
+    if state.digests.add(pushed.digest_key):
+        return True
+    log.info("bridge: %s already emitted under another tag; dropped", pushed.image)
+    return False
+
+
 def _json(status: int, body: object) -> Response:
     return Response(orjson.dumps(body), status_code=status, media_type="application/json")
 
@@ -175,7 +199,11 @@ def build_app(config: BridgeConfig) -> Starlette:
         raise ValueError("spool_dir is required unless dry_run")
     if config.secret is not None:
         register_secret(config.secret)
-    state = BridgeState(config=config, recent=RecentSet(config.dedupe_capacity, config.dedupe_ttl))
+    state = BridgeState(
+        config=config,
+        recent=RecentSet(config.dedupe_capacity, config.dedupe_ttl),
+        digests=RecentSet(config.dedupe_capacity, config.digest_window or 1.0),
+    )
 
     async def hook(request: Request) -> Response:
         source = request.path_params["source"]
@@ -203,7 +231,7 @@ def build_app(config: BridgeConfig) -> Starlette:
         if not pushed:
             state.metrics.ignored[source] += 1
             return _json(200, {"events": []})
-        fresh = [p for p in pushed if state.recent.add(p.dedupe_key)]
+        fresh = [p for p in pushed if _is_new(state, p)]
         state.metrics.deduplicated[source] += len(pushed) - len(fresh)
         if not fresh:
             return _json(200, {"events": []})
@@ -220,6 +248,7 @@ def build_app(config: BridgeConfig) -> Starlette:
             except OSError as exc:
                 for p in fresh:
                     state.recent.discard(p.dedupe_key)
+                    state.digests.discard(p.digest_key)
                 log.error("bridge: cannot write the spool: %s", exc)
                 return _reject(state, 503, "spool_error", f"cannot spool events: {exc}")
             state.metrics.spooled[source] += len(records)

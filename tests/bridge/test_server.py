@@ -100,6 +100,39 @@ def test_replayed_delivery_is_deduplicated(bridge: BackgroundBridge, client: htt
     assert len(spooled(bridge)) == 1
 
 
+def _retagged(tag: str, event_id: str) -> bytes:
+    """The recorded manifest push, as the registry sends it for another tag of it."""
+    doc = json.loads(body("distribution_push.json"))
+    manifest = next(e for e in doc["events"] if e["action"] == "push" and e["target"].get("tag"))
+    manifest["id"], manifest["target"]["tag"] = event_id, tag
+    return json.dumps({"events": [manifest]}).encode()
+
+
+def test_one_digest_under_two_tags_is_one_event(
+    bridge: BackgroundBridge, client: httpx.Client
+) -> None:
+    sha = client.post("/hooks/distribution", content=_retagged("5f3a2c1", "e-1"), headers=AUTH)
+    v2 = client.post("/hooks/distribution", content=_retagged("v2", "e-2"), headers=AUTH)
+    assert sha.status_code == 202 and sha.json()["events"][0]["tag"] == "5f3a2c1"
+    assert (v2.status_code, v2.json()) == (200, {"events": []})
+    (record,) = spooled(bridge)
+    assert record["payload"]["tag"] == "5f3a2c1"  # type: ignore[index]
+    assert 'shipyard_bridge_deduplicated_total{source="distribution"} 1' in (
+        client.get("/metrics").text
+    )
+
+
+def test_digest_window_zero_keeps_every_tag(tmp_path: Path) -> None:
+    config = BridgeConfig(
+        secret=SecretStr(SECRET), spool_dir=tmp_path / "s", catalog=CATALOG, digest_window=0
+    )
+    with BackgroundBridge(config) as running, httpx.Client(base_url=running.url) as c:
+        for i, tag in enumerate(("5f3a2c1", "v2")):
+            r = c.post("/hooks/distribution", content=_retagged(tag, f"e-{i}"), headers=AUTH)
+            assert r.status_code == 202
+        assert [r["payload"]["tag"] for r in spooled(running)] == ["5f3a2c1", "v2"]  # type: ignore[index]
+
+
 @pytest.mark.parametrize(
     ("source", "name"),
     [
