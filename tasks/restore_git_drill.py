@@ -37,8 +37,7 @@ from tasks.restore_objects import (
     restore_rank,
     wait_workloads,
 )
-from tasks.set_image import read_tree
-from tasks.sync.render import render
+from tasks.sync.render import render_tree
 
 __all__ = ["checkout_env_dir", "render_env", "run_git_drill"]
 
@@ -46,16 +45,17 @@ JSON = dict[str, Any]
 
 
 def render_env(env_dir: Path, root: Path | None = None) -> list[JSON]:
-    """The desired state of a GitOps environment directory (pure: files in, objects out).
+    """The desired state of a GitOps environment directory (files in, objects out).
 
-    Renders through :func:`tasks.sync.render.render`, the renderer sync applies with, so
-    the drill rebuilds exactly what sync would apply: plain YAML manifests and the
-    kustomize subset (``resources``/``bases``, ``namespace``, ``commonLabels``,
-    ``images``). It renders strictly: any other kustomization field is a ConfigError
-    rather than a silently partial rebuild.
+    Renders through :func:`tasks.sync.render.render_tree`, the renderer sync applies
+    with, so the drill rebuilds exactly what sync would apply: plain manifests, or the
+    environment's kustomization built by real kustomize (overlays reaching ``../base``,
+    patches, generators, components). A render that fails is a ConfigError naming
+    kustomize's message, never a silently partial rebuild.
 
-    ``root`` bounds where resources may come from (default: the enclosing git work tree,
-    else ``env_dir`` itself), so an env cannot pull files from outside its repository.
+    ``root`` bounds where plain manifests may come from (default: the enclosing git work
+    tree, else ``env_dir`` itself), so an env cannot pull files from outside its
+    repository; kustomize bounds its own file loads to each kustomization's directory.
     """
     if not env_dir.is_dir():
         raise ConfigError(f"environment directory {env_dir} does not exist")
@@ -65,12 +65,7 @@ def render_env(env_dir: Path, root: Path | None = None) -> list[JSON]:
     root = root.resolve()
     if env != root and root not in env.parents:
         raise ConfigError(f"environment directory {env_dir} is outside the repository {root}")
-    files = read_tree(root, ".")
-    path = env.relative_to(root).as_posix()
-    prefix = "" if path == "." else f"{path}/"
-    if not any(name.startswith(prefix) for name in files):
-        return []  # an environment without manifests declares nothing
-    return render(files, path, strict=True)
+    return render_tree(root, env.relative_to(root).as_posix())
 
 
 def run_git_drill(

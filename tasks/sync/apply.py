@@ -1,5 +1,10 @@
 """Direct apply: render the path at the commit, server-side apply it, prune the leftovers.
 
+The whole repository is checked out at the commit and the path rendered with real
+kustomize (:mod:`tasks.sync.render`), so overlays reaching ``../base`` and every
+kustomize feature apply exactly as ``kubectl kustomize`` prints them; workloads carry
+the commit as their ``kubernetes.io/change-cause``.
+
 The seed's ``kubectl apply --recursive`` stage done right: server-side apply with a
 field manager (so fields other managers own, e.g. an HPA's replicas, are not fought
 over), every object labelled with the app's ownership labels, and a prune that deletes
@@ -9,8 +14,11 @@ Cluster-scoped objects are refused: the driver is namespace-scoped by design.
 
 from __future__ import annotations
 
+import tempfile
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from shipyard.core.errors import ConfigError
@@ -19,15 +27,23 @@ from shipyard.core.selectors import ownership_selector
 from tasks.sync.config import SyncConfig, SyncResult
 from tasks.sync.render import (
     apply_order,
+    change_cause,
     object_key,
     object_ref,
     plan_prune,
-    render,
+    render_tree,
     stamp,
 )
-from tasks.sync.source import SourceCache, read_local
+from tasks.sync.source import SourceCache, checkout_local
 
-__all__ = ["PRUNE_KINDS", "apply_objects", "sync_apply"]
+__all__ = [
+    "PRUNE_KINDS",
+    "Rendered",
+    "apply_objects",
+    "load_objects",
+    "render_commit",
+    "sync_apply",
+]
 
 JSON = dict[str, Any]
 # Namespaced kinds looked at by prune besides the ones rendered (kubectl's allowlist).
@@ -46,21 +62,44 @@ PRUNE_KINDS: tuple[tuple[str, str], ...] = (
 )
 
 
-def load_objects(config: SyncConfig, cache: SourceCache | None = None) -> tuple[str, list[JSON]]:
-    """(sha, rendered objects) of ``config.path`` at ``config.revision`` of ``config.repo``."""
+@dataclass(frozen=True)
+class Rendered:
+    """What ``config.path`` declares at one commit, and that commit."""
+
+    sha: str
+    subject: str
+    objects: list[JSON]
+
+
+def render_commit(config: SyncConfig, cache: SourceCache | None = None) -> Rendered:
+    """Check the whole repo out at ``config.revision`` and render ``config.path`` in it.
+
+    The repo is a working tree directory (only committed content counts) or a URL
+    (fetched through ``cache``). The checkout lives in a scratch directory for the time
+    of the render, so a kustomization may reach ``../base`` anywhere in the repo.
+    """
     assert config.repo is not None and config.path is not None
     repo = config.repo
-    if "://" in repo or repo.endswith(".git") or "@" in repo.split("/", 1)[0]:
-        own = cache is None
-        cache = cache or SourceCache()
-        try:
-            sha, files = cache.fetch(repo, config.branch, config.revision, config.path)
-        finally:
-            if own:
-                cache.close()
-    else:
-        sha, files = read_local(repo, config.revision, config.path)
-    return sha, render(files, config.path)
+    with tempfile.TemporaryDirectory(prefix="shipyard-sync-") as scratch:
+        dest = Path(scratch) / "tree"
+        if "://" in repo or repo.endswith(".git") or "@" in repo.split("/", 1)[0]:
+            own = cache is None
+            cache = cache or SourceCache()
+            try:
+                checkout = cache.checkout(repo, config.branch, config.revision, dest)
+            finally:
+                if own:
+                    cache.close()
+        else:
+            checkout = checkout_local(repo, config.revision, dest)
+        objects = render_tree(checkout.root, config.path)
+    return Rendered(sha=checkout.sha, subject=checkout.subject, objects=objects)
+
+
+def load_objects(config: SyncConfig, cache: SourceCache | None = None) -> tuple[str, list[JSON]]:
+    """(sha, rendered objects) of ``config.path`` at ``config.revision`` of ``config.repo``."""
+    rendered = render_commit(config, cache)
+    return rendered.sha, rendered.objects
 
 
 def apply_objects(
@@ -73,8 +112,12 @@ def apply_objects(
     field_manager: str,
     revision: str | None,
     prune: bool,
+    cause: str | None = None,
 ) -> tuple[list[str], list[str]]:
-    """Apply ``objects`` into ``namespace`` and prune; returns (applied, pruned) refs."""
+    """Apply ``objects`` into ``namespace`` and prune; returns (applied, pruned) refs.
+
+    ``cause`` is the change-cause workloads carry (see :func:`tasks.sync.render.stamp`).
+    """
     desired: list[tuple[Resource, JSON]] = []
     for obj in apply_order(objects):
         resource = kube.resource(str(obj["apiVersion"]), str(obj["kind"]))
@@ -91,7 +134,14 @@ def apply_objects(
         desired.append(
             (
                 resource,
-                stamp(obj, namespace=namespace, app=app, managed_by=managed_by, revision=revision),
+                stamp(
+                    obj,
+                    namespace=namespace,
+                    app=app,
+                    managed_by=managed_by,
+                    revision=revision,
+                    cause=cause,
+                ),
             )
         )
     keys = [object_key(o) for _, o in desired]
@@ -139,19 +189,20 @@ def sync_apply(
     """The apply driver: render, server-side apply, prune (see module docstring)."""
     started = time.monotonic()
     assert config.namespace is not None
-    sha, objects = load_objects(config, cache)
+    rendered = render_commit(config, cache)
     applied, pruned = apply_objects(
         kube,
-        objects,
+        rendered.objects,
         namespace=config.namespace,
         app=config.app,
         managed_by=config.field_manager,
         field_manager=config.field_manager,
-        revision=sha,
+        revision=rendered.sha,
         prune=config.prune,
+        cause=change_cause(rendered.sha, rendered.subject),
     )
     return SyncResult(
-        revision=sha,
+        revision=rendered.sha,
         driver="apply",
         applied=applied,
         pruned=pruned,

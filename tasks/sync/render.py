@@ -1,50 +1,67 @@
-"""Render an environment's path of a GitOps repo into Kubernetes objects (pure).
+"""Render an environment's path of a GitOps repo into Kubernetes objects, with real kustomize.
 
-Input is the repo's files at one commit (``{relative path: text}``), output the list of
-objects to apply. Two layouts, as Argo CD and Flux accept them:
+Input is a directory holding the whole repository at one commit (see
+:mod:`tasks.sync.source`) and the path inside it; output the list of objects to apply.
+Two layouts, as Argo CD and Flux accept them:
 
-- a directory with ``kustomization.yaml``: its ``resources`` (files, or directories
-  rendered the same way, recursively), then ``namespace``, ``commonLabels`` and the
-  ``images`` overrides (``name`` -> ``newName``/``newTag``/``digest``), which is what
-  image write-back edits;
-- a plain directory: every ``*.yaml``/``*.yml``/``*.json`` below it, multi-document,
-  ``kind: List`` expanded, in path order.
+- a directory with ``kustomization.yaml``: built by ``kubectl kustomize`` (kustomize
+  v5), so every kustomize feature works as it does for an operator (``../base``,
+  ``namePrefix``, ``patches``, ``components``, generators with hash suffixes,
+  ``replacements``/``vars``, ``images``, ``labels``/``commonLabels`` on selectors);
+- a plain directory (or a single manifest file): every ``*.yaml``/``*.yml``/``*.json``
+  below it, in path order, read through kustomize as well, so the YAML is parsed the
+  way Kubernetes tooling parses it (Go YAML: ``defaultMode: 0755`` is 493, trailing
+  tabs are fine, ``kind: List`` is expanded).
 
-Also the other pure pieces of apply: stamping ownership labels and planning the prune.
-No git, no network, no Kubernetes client here.
+A render that fails is a :class:`ConfigError` naming the path and kustomize's message,
+never a partial list. Also the other pure pieces of apply: stamping ownership labels and
+the change-cause, and planning the prune. No git and no Kubernetes client here.
 """
 
 from __future__ import annotations
 
 import copy
-import io
+import os
+import re
+import shutil
+import subprocess
+import tempfile
 from collections.abc import Iterable, Mapping
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Any
 
-from ruamel.yaml import YAML
-from ruamel.yaml.error import YAMLError
+import yaml
 
-from shipyard.core.errors import ConfigError
-from shipyard.core.oci import split_reference
+from shipyard.core.errors import ConfigError, TransientError
 from shipyard.core.selectors import APP_LABEL, MANAGED_BY_LABEL
 
 __all__ = [
     "APP_LABEL",
+    "CHANGE_CAUSE_ANNOTATION",
+    "KUBECTL_ENV",
     "MANAGED_BY_LABEL",
     "REVISION_ANNOTATION",
-    "SUPPORTED_KUSTOMIZE",
-    "apply_images",
+    "change_cause",
+    "kustomize_build",
     "object_key",
     "object_ref",
     "plan_prune",
     "render",
+    "render_tree",
     "stamp",
 ]
 
 JSON = dict[str, Any]
 KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
+MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 REVISION_ANNOTATION = "app.shipyard.dev/revision"
+# What ``kubectl rollout history`` shows per revision (kubectl's own ``--record`` key).
+CHANGE_CAUSE_ANNOTATION = "kubernetes.io/change-cause"
+# The kinds whose pod template revisions ``kubectl rollout history`` lists.
+_ROLLOUT_KINDS = frozenset({"Deployment", "StatefulSet", "DaemonSet"})
+KUBECTL_ENV = "SHIPYARD_KUBECTL"
+"""Environment variable naming the kubectl binary (default: ``kubectl`` on PATH)."""
+RENDER_TIMEOUT_SECONDS = 120.0
 # Apply order: what others depend on first (as kubectl/Argo CD sync waves do by kind).
 _RANK = {
     "CustomResourceDefinition": 0,
@@ -57,47 +74,110 @@ _RANK = {
     "RoleBinding": 6,
     "Service": 7,
 }
+_KLOG_ERR = re.compile(r'err="(?P<msg>(?:[^"\\]|\\.)*)"')
 
 
-def _load_all(text: str, source: str) -> list[JSON]:
-    yaml = YAML(typ="safe")
+def _kubectl() -> str:
+    """The kubectl binary to render with; ConfigError when there is none."""
+    name = os.environ.get(KUBECTL_ENV) or "kubectl"
+    found = shutil.which(name)
+    if found is None:
+        raise ConfigError(
+            f"kubectl not found ({name!r}): rendering needs kubectl >= 1.27 (kustomize v5) "
+            f"on PATH or ${KUBECTL_ENV}"
+        )
+    return found
+
+
+def _kustomize_message(stderr: str, hide: Iterable[Path]) -> str:
+    """kustomize's own words from kubectl's stderr, with scratch paths made relative."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    text = ""
+    for i, line in enumerate(lines):
+        match = _KLOG_ERR.search(line)
+        if match:  # klog form: E1130 ... run.go:72] "command failed" err="..."
+            text = match.group("msg").replace('\\"', '"').replace("\\\\", "\\")
+            break
+        if line.endswith("err=<"):  # klog's multi-line form: err=< ... >
+            body = lines[i + 1 :]
+            text = " ".join(body[: body.index(">")] if ">" in body else body)
+            break
+    if not text:
+        text = " ".join(lines)
+    text = text.removeprefix("error: ").removeprefix("Error: ")
+    for base in hide:
+        for form in {str(base), str(base.resolve())}:
+            text = text.replace(form + os.sep, "").replace(form, ".")
+    return " ".join(text.split())[:800] or "kubectl kustomize failed without a message"
+
+
+def kustomize_build(
+    directory: Path,
+    *,
+    source: str,
+    hide: Iterable[Path] = (),
+    load_restrictor: str | None = None,
+    timeout: float = RENDER_TIMEOUT_SECONDS,
+) -> str:
+    """The YAML ``kubectl kustomize directory`` prints; ConfigError with kustomize's message.
+
+    ``source`` names the path in messages; ``hide`` are scratch directories stripped from
+    kustomize's messages so they name repository paths. Helm charts and exec plugins stay
+    off (kustomize's defaults), as on an operator without extra flags.
+    """
+    args = [_kubectl(), "kustomize", str(directory)]
+    if load_restrictor:
+        args.append(f"--load-restrictor={load_restrictor}")
     try:
-        docs = list(yaml.load_all(io.StringIO(text)))
-    except YAMLError as exc:
-        raise ConfigError(f"{source}: invalid YAML: {exc}") from None
-    out: list[JSON] = []
+        proc = subprocess.run(
+            args,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+            env={**os.environ, "KUBECONFIG": os.devnull},
+        )
+    except subprocess.TimeoutExpired:
+        raise TransientError(
+            f"{source}: kubectl kustomize timed out after {timeout:.0f}s"
+        ) from None
+    if proc.returncode != 0:
+        raise ConfigError(f"{source}: kustomize: {_kustomize_message(proc.stderr, hide)}")
+    return proc.stdout
+
+
+def _parse(text: str, source: str) -> list[JSON]:
+    """Objects of kustomize's output (already normalized YAML: every scalar unambiguous)."""
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    try:
+        docs = [d for d in yaml.load_all(text, Loader=loader) if d is not None]
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source}: kustomize printed invalid YAML: {exc}") from None
     for doc in docs:
-        if doc is None:
-            continue
         if not isinstance(doc, dict):
-            raise ConfigError(f"{source}: a document is not a mapping")
-        if doc.get("kind") == "List" or (
-            str(doc.get("kind", "")).endswith("List") and isinstance(doc.get("items"), list)
-        ):
-            out.extend(i for i in doc.get("items") or [] if isinstance(i, dict))
-        else:
-            out.append(doc)
-    for obj in out:
-        if (
-            not obj.get("apiVersion")
-            or not obj.get("kind")
-            or not (obj.get("metadata") or {}).get("name")
-        ):
+            raise ConfigError(f"{source}: a rendered document is not a mapping")
+        meta = doc.get("metadata")
+        if not doc.get("apiVersion") or not doc.get("kind") or not isinstance(meta, dict):
             raise ConfigError(f"{source}: every object needs apiVersion, kind and metadata.name")
-    return out
+        if not meta.get("name"):
+            raise ConfigError(f"{source}: every object needs apiVersion, kind and metadata.name")
+    return docs
 
 
-def _kustomization(files: Mapping[str, str], directory: str) -> str | None:
-    for name in KUSTOMIZATION_FILES:
-        candidate = str(PurePosixPath(directory) / name) if directory not in ("", ".") else name
-        if candidate in files:
-            return candidate
-    return None
+def _kustomization(directory: Path) -> Path | None:
+    return next((directory / n for n in KUSTOMIZATION_FILES if (directory / n).is_file()), None)
 
 
-def _under(files: Mapping[str, str], directory: str) -> list[str]:
-    prefix = "" if directory in ("", ".") else directory.rstrip("/") + "/"
-    return sorted(f for f in files if f.startswith(prefix))
+def _manifests(directory: Path) -> list[Path]:
+    """Every manifest file below ``directory`` in path order (hidden directories skipped)."""
+    found: list[Path] = []
+    for current, dirs, names in os.walk(directory):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(names):
+            if name in KUSTOMIZATION_FILES or not name.endswith(MANIFEST_SUFFIXES):
+                continue
+            found.append(Path(current) / name)
+    return sorted(found, key=lambda p: p.relative_to(directory).as_posix())
 
 
 def _norm(path: str) -> str:
@@ -107,122 +187,72 @@ def _norm(path: str) -> str:
             if not parts:
                 raise ConfigError(f"path {path!r} leaves the repository")
             parts.pop()
-        elif part != ".":
+        elif part not in (".", "/"):
             parts.append(part)
     return "/".join(parts)
 
 
-# The kustomization fields :func:`render` understands; ``strict`` refuses any other.
-SUPPORTED_KUSTOMIZE = frozenset(
-    {"apiVersion", "kind", "resources", "bases", "namespace", "commonLabels", "images"}
-)
+def render_tree(root: Path, path: str, *, timeout: float = RENDER_TIMEOUT_SECONDS) -> list[JSON]:
+    """The objects ``path`` of the repository checked out at ``root`` declares.
 
-
-def render(files: Mapping[str, str], path: str, *, strict: bool = False) -> list[JSON]:
-    """The objects ``path`` declares (see module docstring); ConfigError when unusable.
-
-    ``strict`` makes a kustomization field outside :data:`SUPPORTED_KUSTOMIZE` (patches,
-    generators, ...) a ConfigError instead of being ignored: for the restore drill, where
-    a silently partial render would be reported as drift rather than as what it is.
+    ``root`` holds the whole repository, so a kustomization may reach ``../base``;
+    nothing outside ``root`` is read for a plain directory. ConfigError when ``path``
+    does not exist or does not render (see module docstring).
     """
-    directory = _norm(path)
-    if directory in files:  # a single manifest file
-        return _load_all(files[directory], directory)
-    if not _under(files, directory):
+    rel = _norm(path)
+    source = rel or "."
+    target = root / rel if rel else root
+    if not target.exists():
         raise ConfigError(f"path {path!r} does not exist at this revision")
-    return _render_dir(files, directory, depth=0, strict=strict)
+    inside = root.resolve()
+    if target.resolve() != inside and inside not in target.resolve().parents:
+        raise ConfigError(f"path {path!r} leaves the repository")
+    kustomization = _kustomization(target) if target.is_dir() else None
+    if kustomization is not None:
+        out = kustomize_build(target, source=source, hide=[root], timeout=timeout)
+        return _parse(out, source)
+    files = [target] if target.is_file() else _manifests(target)
+    if not files:
+        return []  # a directory without manifests declares nothing
+    for file in files:
+        if inside not in file.resolve().parents:
+            raise ConfigError(f"{file.relative_to(root).as_posix()} links outside the repository")
+    with tempfile.TemporaryDirectory(prefix="shipyard-render-") as scratch:
+        listing = [str(f.resolve()) for f in files]
+        (Path(scratch) / "kustomization.yaml").write_text(
+            yaml.safe_dump({"resources": listing}, default_flow_style=False)
+        )
+        out = kustomize_build(
+            Path(scratch),
+            source=source,
+            hide=[root, Path(scratch)],
+            load_restrictor="LoadRestrictionsNone",  # lists only files, all inside root
+            timeout=timeout,
+        )
+    return _parse(out, source)
 
 
-def _render_dir(
-    files: Mapping[str, str], directory: str, depth: int, *, strict: bool = False
-) -> list[JSON]:
-    if depth > 20:
-        raise ConfigError(f"{directory}: kustomization resources nest too deep (a cycle?)")
-    kfile = _kustomization(files, directory)
-    if kfile is None:
-        out: list[JSON] = []
-        for f in _under(files, directory):
-            name = PurePosixPath(f).name
-            if name in KUSTOMIZATION_FILES or PurePosixPath(f).suffix not in (
-                ".yaml",
-                ".yml",
-                ".json",
-            ):
-                continue
-            out.extend(_load_all(files[f], f))
-        return out
-    docs = _load_all_raw(files[kfile], kfile)
-    spec = docs[0] if docs else {}
-    unknown = set(spec) - SUPPORTED_KUSTOMIZE
-    if strict and unknown:
-        raise ConfigError(f"{kfile}: unsupported kustomize fields {', '.join(sorted(unknown))}")
-    objects: list[JSON] = []
-    for entry in spec.get("resources") or spec.get("bases") or []:
-        target = _norm(str(PurePosixPath(directory) / str(entry)))
-        if target in files:
-            objects.extend(_load_all(files[target], target))
-        elif _under(files, target):
-            objects.extend(_render_dir(files, target, depth + 1, strict=strict))
-        else:
-            raise ConfigError(f"{kfile}: resource {entry!r} does not exist")
-    namespace = spec.get("namespace")
-    labels = spec.get("commonLabels") or {}
-    for obj in objects:
-        if namespace:
-            obj.setdefault("metadata", {})["namespace"] = namespace
-        if labels:
-            obj.setdefault("metadata", {}).setdefault("labels", {}).update(labels)
-    images = spec.get("images") or []
-    if images:
-        objects = [apply_images(obj, images) for obj in objects]
-    return objects
+def render(files: Mapping[str, str], path: str) -> list[JSON]:
+    """The objects ``path`` declares, given the repository's files (``{path: text}``).
+
+    Writes ``files`` to a scratch directory and renders it with :func:`render_tree`: for
+    callers that hold file contents rather than a checkout.
+    """
+    with tempfile.TemporaryDirectory(prefix="shipyard-tree-") as scratch:
+        root = Path(scratch)
+        for name, text in files.items():
+            target = root / _norm(name)
+            if not _norm(name):
+                raise ConfigError(f"file name {name!r} is not a path in the repository")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(text, encoding="utf-8")
+        return render_tree(root, path)
 
 
-def _load_all_raw(text: str, source: str) -> list[JSON]:
-    try:
-        docs = [d for d in YAML(typ="safe").load_all(io.StringIO(text)) if d is not None]
-    except YAMLError as exc:
-        raise ConfigError(f"{source}: invalid YAML: {exc}") from None
-    if docs and not isinstance(docs[0], dict):
-        raise ConfigError(f"{source}: not a mapping")
-    return docs
-
-
-def _override(image: str, entries: Iterable[Mapping[str, Any]]) -> str:
-    parts = split_reference(image)
-    name, tag, digest = parts.name, parts.tag or "", parts.digest or ""
-    for entry in entries:
-        if entry.get("name") != name:
-            continue
-        new_name = str(entry.get("newName") or name)
-        if entry.get("digest"):
-            return f"{new_name}@{entry['digest']}"
-        new_tag = str(entry["newTag"]) if entry.get("newTag") is not None else tag
-        ref = f"{new_name}:{new_tag}" if new_tag else new_name
-        return f"{ref}@{digest}" if digest and entry.get("newTag") is None else ref
-    return image
-
-
-def _pod_specs(obj: JSON) -> list[JSON]:
-    spec = obj.get("spec") or {}
-    if obj.get("kind") == "Pod":
-        return [spec]
-    if obj.get("kind") == "CronJob":
-        spec = ((spec.get("jobTemplate") or {}).get("spec")) or {}
-    template = (spec.get("template") or {}).get("spec")
-    return [template] if isinstance(template, dict) else []
-
-
-def apply_images(obj: Mapping[str, Any], images: Iterable[Mapping[str, Any]]) -> JSON:
-    """A copy of ``obj`` with kustomize ``images`` overrides applied to every container."""
-    out: JSON = copy.deepcopy(dict(obj))
-    entries = list(images)
-    for pod_spec in _pod_specs(out):
-        for field in ("initContainers", "containers"):
-            for c in pod_spec.get(field) or []:
-                if isinstance(c, dict) and c.get("image"):
-                    c["image"] = _override(str(c["image"]), entries)
-    return out
+def change_cause(revision: str, subject: str | None = None) -> str:
+    """The ``kubernetes.io/change-cause`` of a GitOps commit: ``shipyard: <sha> <subject>``."""
+    line = " ".join((subject or "").split())
+    return f"shipyard: {revision[:12]} {line}".strip()[:256]
 
 
 def stamp(
@@ -232,8 +262,14 @@ def stamp(
     app: str,
     managed_by: str,
     revision: str | None,
+    cause: str | None = None,
 ) -> JSON:
-    """A copy of ``obj`` carrying the ownership labels (and the revision it came from)."""
+    """A copy of ``obj`` carrying the ownership labels (and the revision it came from).
+
+    ``cause`` becomes the ``kubernetes.io/change-cause`` of a Deployment, StatefulSet or
+    DaemonSet (the owners of pod template revisions), so ``kubectl rollout history``
+    names the GitOps commit of each revision; a change-cause git declares itself wins.
+    """
     out: JSON = copy.deepcopy(dict(obj))
     meta = out.setdefault("metadata", {})
     if namespace is not None:
@@ -243,6 +279,8 @@ def stamp(
     labels[APP_LABEL] = app
     if revision:
         meta.setdefault("annotations", {})[REVISION_ANNOTATION] = revision
+    if cause and out.get("kind") in _ROLLOUT_KINDS:
+        meta.setdefault("annotations", {}).setdefault(CHANGE_CAUSE_ANNOTATION, cause)
     return out
 
 

@@ -2,14 +2,23 @@
 
 Only committed content counts: rendering "the path at the commit" means uncommitted
 edits in a working tree are ignored, exactly what an operator reading the remote sees.
-Files come out of git's object database through gitpython, with no checkout.
+:func:`checkout_local` and :meth:`SourceCache.checkout` write the WHOLE tree of the
+commit into a scratch directory (from git's object database, through a private index,
+never the working tree), so a kustomization may reach ``../base``; symbolic links that
+leave the tree are refused. :func:`read_commit_tree` reads the files under one path as
+text, for callers that want contents rather than a directory.
 """
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
 import tempfile
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from git import Repo
@@ -18,7 +27,14 @@ from git.exc import BadName, GitCommandError, InvalidGitRepositoryError, NoSuchP
 from shipyard.core.errors import ConfigError, PermanentError, TransientError
 from shipyard.core.git import GIT_ENV, clone_url
 
-__all__ = ["SourceCache", "read_commit_tree", "read_local"]
+__all__ = [
+    "Checkout",
+    "SourceCache",
+    "checkout_local",
+    "checkout_tree",
+    "read_commit_tree",
+    "read_local",
+]
 
 MAX_FILE_BYTES = 4 * 1024 * 1024
 
@@ -44,6 +60,63 @@ def read_commit_tree(repo: Repo, revision: str, path: str) -> tuple[str, dict[st
             continue
         files[str(item.path)] = item.data_stream.read().decode("utf-8", "replace")  # type: ignore[union-attr]
     return str(commit.hexsha), files
+
+
+@dataclass(frozen=True)
+class Checkout:
+    """A commit written out to a directory: what a render reads."""
+
+    sha: str
+    subject: str
+    root: Path
+
+
+def checkout_tree(repo: Repo, revision: str, dest: Path) -> Checkout:
+    """Write the whole tree of ``revision`` of ``repo`` into the empty directory ``dest``.
+
+    Uses a private index (``read-tree`` + ``checkout-index``) so the repository's own
+    index and working tree are never touched and a bare mirror works the same. A
+    symbolic link pointing outside ``dest`` is a ConfigError: nothing outside the
+    commit may reach a render.
+    """
+    try:
+        commit = repo.commit(revision)
+    except (BadName, ValueError):
+        raise ConfigError(f"revision {revision!r} does not exist in the repository") from None
+    dest.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="shipyard-index-") as scratch:
+        env = {**os.environ, **GIT_ENV, "GIT_INDEX_FILE": str(Path(scratch) / "index")}
+        base = ["git", f"--git-dir={repo.git_dir}", f"--work-tree={dest}"]
+        for args in (["read-tree", commit.hexsha], ["checkout-index", "--all", "--force"]):
+            proc = subprocess.run(
+                [*base, *args], capture_output=True, text=True, env=env, check=False
+            )
+            if proc.returncode != 0:
+                text = " ".join(proc.stderr.split())[:300]
+                raise PermanentError(f"checkout of {commit.hexsha[:12]} failed: {text}")
+    inside = dest.resolve()
+    for current, dirs, names in os.walk(dest):
+        for name in [*dirs, *names]:
+            entry = Path(current) / name
+            if entry.is_symlink():
+                real = entry.resolve()
+                if real != inside and inside not in real.parents:
+                    rel = entry.relative_to(dest).as_posix()
+                    raise ConfigError(f"{rel} links outside the repository")
+    subject = str(commit.message).strip().splitlines()[0] if str(commit.message).strip() else ""
+    return Checkout(sha=str(commit.hexsha), subject=subject, root=dest)
+
+
+def checkout_local(repo_dir: str | Path, revision: str | None, dest: Path) -> Checkout:
+    """:func:`checkout_tree` of ``revision`` (default HEAD) of the working tree ``repo_dir``."""
+    try:
+        repo = Repo(str(repo_dir), search_parent_directories=False)
+    except (InvalidGitRepositoryError, NoSuchPathError):
+        raise ConfigError(f"{repo_dir} is not a git repository") from None
+    try:
+        return checkout_tree(repo, revision or "HEAD", dest)
+    finally:
+        repo.close()
 
 
 def read_local(repo_dir: str | Path, revision: str | None, path: str) -> tuple[str, dict[str, str]]:
@@ -91,6 +164,17 @@ class SourceCache:
         self, url: str, branch: str, revision: str | None, path: str
     ) -> tuple[str, dict[str, str]]:
         """Fetch ``branch`` of ``url`` and read ``path`` at ``revision`` (default its tip)."""
+        with self._fetched(url, branch) as repo:
+            return read_commit_tree(repo, revision or f"refs/heads/{branch}", path)
+
+    def checkout(self, url: str, branch: str, revision: str | None, dest: Path) -> Checkout:
+        """Fetch ``branch`` of ``url`` and write the whole tree at ``revision`` into ``dest``."""
+        with self._fetched(url, branch) as repo:
+            return checkout_tree(repo, revision or f"refs/heads/{branch}", dest)
+
+    @contextmanager
+    def _fetched(self, url: str, branch: str) -> Iterator[Repo]:
+        """The mirror of ``url`` with ``branch`` just fetched, locked while in use."""
         with self._guard:
             lock = self._locks.setdefault(url, threading.Lock())
         with lock:
@@ -109,6 +193,6 @@ class SourceCache:
                     if "couldn't find remote ref" in text or "not appear to be a git" in text:
                         raise PermanentError(f"git fetch {branch} failed: {text}") from None
                     raise TransientError(f"git fetch {branch} failed: {text}") from None
-                return read_commit_tree(repo, revision or f"refs/heads/{branch}", path)
+                yield repo
             finally:
                 repo.close()

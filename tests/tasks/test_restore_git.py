@@ -58,6 +58,7 @@ def write_env(root: Path, namespace: str) -> Path:
     base.mkdir(parents=True)
     (base / "deployment.yaml").write_text(DEPLOYMENT)
     (base / "service.yaml").write_text(SERVICE_AND_CONFIG)
+    (base / "kustomization.yaml").write_text("resources: [deployment.yaml, service.yaml]\n")
     env = root / "envs" / "prod"
     env.mkdir(parents=True)
     (env / "kustomization.yaml").write_text(
@@ -77,14 +78,30 @@ def test_render_env_applies_namespace_and_image_overrides(tmp_path: Path) -> Non
     assert image == "shop/web:1.1"
 
 
-def test_render_env_rejects_what_it_cannot_render(tmp_path: Path) -> None:
+def test_render_env_renders_real_kustomize_and_reports_its_errors(tmp_path: Path) -> None:
     env = write_env(tmp_path, "shop")
-    (env / "kustomization.yaml").write_text("resources: [../../base]\npatches: []\n")
-    with pytest.raises(ConfigError, match="unsupported kustomize fields patches"):
+    (env / "kustomization.yaml").write_text(
+        "resources: [../../base]\nnamePrefix: prod-\n"
+        "patches:\n  - target: {kind: Deployment}\n"
+        "    patch: |-\n      - {op: replace, path: /spec/replicas, value: 2}\n"
+        "configMapGenerator:\n  - name: extra\n    literals: [a=1]\n"
+    )
+    objects = render_env(env, root=tmp_path)
+    names = sorted(f"{o['kind']}/{o['metadata']['name']}" for o in objects)
+    assert names[:2] == [
+        "ConfigMap/prod-extra-" + names[0].rsplit("-", 1)[1],
+        "ConfigMap/prod-settings",
+    ]
+    deploy = next(o for o in objects if o["kind"] == "Deployment")
+    assert (deploy["metadata"]["name"], deploy["spec"]["replicas"]) == ("prod-web", 2)
+    (env / "kustomization.yaml").write_text("resources: [../../base]\npatchez: []\n")
+    with pytest.raises(ConfigError, match='envs/prod: kustomize: .*unknown field "patchez"'):
         render_env(env, root=tmp_path)
-    (env / "kustomization.yaml").write_text("resources: [../../../../etc]\n")
-    with pytest.raises(ConfigError, match="leaves the repository"):
+    (env / "kustomization.yaml").write_text("resources: [../../missing]\n")
+    with pytest.raises(ConfigError, match="envs/prod: kustomize: .*missing"):
         render_env(env, root=tmp_path)
+    with pytest.raises(ConfigError, match="outside the repository"):
+        render_env(env, root=tmp_path / "base")
     with pytest.raises(ConfigError, match="does not exist"):
         render_env(tmp_path / "nope")
 

@@ -11,7 +11,7 @@ import pytest
 from shipyard.cli.main import main
 from shipyard.core.errors import ConfigError
 from shipyard.core.kube import KubeClient
-from tasks.sync.render import APP_LABEL, MANAGED_BY_LABEL, apply_images, plan_prune, render
+from tasks.sync.render import APP_LABEL, MANAGED_BY_LABEL, plan_prune, render
 from tasks.sync_app import SyncConfig, sync
 from tests.fixtures.simcluster import SimClusterHandle
 from tests.tasks.k8s_objects import GitOpsRepo, kustomize_env
@@ -36,14 +36,29 @@ def test_kustomize_images_override_and_nested_resources() -> None:
         "envs/base/deploy.yaml": DEP,
     }
     objs = render(files, "envs/dev")
-    assert [o["kind"] for o in objs] == ["Deployment", "ConfigMap"]
-    assert objs[0]["spec"]["template"]["spec"]["containers"][0]["image"] == "reg:5000/shop/web:2"
+    assert sorted(o["kind"] for o in objs) == ["ConfigMap", "Deployment"]
+    dep = next(o for o in objs if o["kind"] == "Deployment")
+    assert dep["spec"]["template"]["spec"]["containers"][0]["image"] == "reg:5000/shop/web:2"
     assert {o["metadata"]["namespace"] for o in objs} == {"shop"}
 
 
-def test_plain_directory_with_lists_and_digest_override() -> None:
+def test_kustomize_images_digest_and_new_name() -> None:
+    digest = "sha256:" + "a" * 64
     files = {
+        "d/kustomization.yaml": (
+            "resources: [a.yaml]\nimages:\n"
+            f"  - name: reg:5000/shop/web\n    newName: mirror:5000/web\n    digest: {digest}\n"
+        ),
         "d/a.yaml": DEP,
+    }
+    dep = render(files, "d")[0]
+    assert dep["spec"]["template"]["spec"]["containers"][0]["image"] == f"mirror:5000/web@{digest}"
+
+
+def test_plain_directory_with_lists_nested_dirs_and_go_yaml() -> None:
+    files = {
+        "d/a.yaml": DEP.replace("name: web\n", "name: web\t\n", 1)  # a trailing tab
+        + "      volumes:\n        - name: s\n          secret: {secretName: s, defaultMode: 0755}\n",
         "d/sub/b.json": json.dumps(
             {
                 "kind": "List",
@@ -52,28 +67,31 @@ def test_plain_directory_with_lists_and_digest_override() -> None:
         ),
         "d/README.md": "x",
     }
-    assert [o["kind"] for o in render(files, "d")] == ["Deployment", "Service"]
-    digest = "sha256:" + "a" * 64
-    out = apply_images(
-        render(files, "d/a.yaml")[0], [{"name": "reg:5000/shop/web", "digest": digest}]
-    )
-    assert (
-        out["spec"]["template"]["spec"]["containers"][0]["image"] == f"reg:5000/shop/web@{digest}"
-    )
+    objs = render(files, "d")
+    assert sorted(o["kind"] for o in objs) == ["Deployment", "Service"]
+    dep = next(o for o in objs if o["kind"] == "Deployment")
+    assert dep["metadata"]["name"] == "web"
+    assert dep["spec"]["template"]["spec"]["volumes"][0]["secret"]["defaultMode"] == 0o755 == 493
+    assert [o["kind"] for o in render(files, "d/a.yaml")] == ["Deployment"]
+    assert render({"e/notes.txt": "x"}, "e") == []
 
 
 @pytest.mark.parametrize(
     ("files", "path", "match"),
     [
-        ({"a.yaml": "x: [1"}, ".", "invalid YAML"),
-        ({"a.yaml": "kind: Service\n"}, ".", "needs apiVersion"),
-        ({"a/kustomization.yaml": "resources: [missing.yaml]\n"}, "a", "does not exist"),
+        ({"a.yaml": "x: [1"}, ".", "kustomize: .*a.yaml"),
+        ({"a.yaml": "kind: Service\n"}, ".", "kustomize: .*"),
+        ({"a/kustomization.yaml": "resources: [missing.yaml]\n"}, "a", "^a: kustomize: .*missing"),
+        ({"a/kustomization.yaml": "resources: [../base]\n"}, "a", "^a: kustomize: .*base"),
+        ({"a/kustomization.yaml": "bogus: 1\n"}, "a", 'unknown field "bogus"'),
         ({"a.yaml": DEP}, "nope", "does not exist"),
+        ({"a.yaml": DEP}, "../x", "leaves the repository"),
     ],
 )
 def test_render_errors_are_config_errors(files: dict[str, str], path: str, match: str) -> None:
-    with pytest.raises(ConfigError, match=match):
+    with pytest.raises(ConfigError, match=match) as caught:
         render(files, path)
+    assert "shipyard-" not in str(caught.value)  # scratch directories are not named
 
 
 def test_plan_prune_keeps_declared_and_owned_objects() -> None:
