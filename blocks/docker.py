@@ -37,5 +37,5 @@ class DockerHost(Block):
         return self.engine().resolved_url()
 
     def get_client(self) -> Any:
-        """A ``docker.DockerClient``; an unreachable engine is transient (it may come back)."""
+        """A ``docker.DockerClient``: a missing socket is permanent, a silent engine transient."""
         return self.engine().get_client()
