@@ -51,6 +51,23 @@ class GitOpsRepository(Block):
     project: str | None = Field(
         None, description="owner/repo (GitHub) or group/project (GitLab); default from url."
     )
+    web_url: str | None = Field(
+        None,
+        description="The repo's web page (https://host/owner/repo), for commit links in "
+        "provenance; default derived for GitHub and GitLab.",
+    )
+
+    def commit_url(self, sha: str) -> str | None:
+        """A browser link to ``sha`` where the repo's web page is known, else None."""
+        base = self.web_url
+        if base is None and self.api in ("github", "gitlab"):
+            api = self.api_base_url()
+            host = {
+                "https://api.github.com": "https://github.com",
+                "https://gitlab.com/api/v4": "https://gitlab.com",
+            }.get(api) or re.sub(r"/api(/v\d+)?$", "", api)
+            base = f"{host}/{self.project_path()}"
+        return f"{base.rstrip('/')}/commit/{sha}" if base else None
 
     def api_base_url(self) -> str:
         """The REST API base URL for PR mode; ConfigError when no API is configured."""

@@ -1,7 +1,6 @@
-"""Helpers every flow shares: loading saved blocks, the current flow run's id,
-publishing what a run did (events, the delivery provenance artifact, a drill's report),
-and the Prefect
-global concurrency limits flows take slots of.
+"""Helpers every flow shares: loading saved blocks, the current flow run's id, name and
+link, publishing what a run did (events, the delivery provenance and rollback artifacts,
+a drill's report), and the Prefect global concurrency limits flows take slots of.
 
 One module so that flows never import each other's private helpers and every flow
 loads its connections and reports its outcome the same way.
@@ -10,6 +9,7 @@ loads its connections and reports its outcome the same way.
 from __future__ import annotations
 
 from typing import Any, TypeVar, cast
+from uuid import UUID
 
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.blocks.core import Block
@@ -24,21 +24,31 @@ from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 from pydantic import BaseModel, Field
 
 from shipyard.core.errors import ConfigError
+from shipyard.core.oci import has_registry_host, split_reference
 from tasks.drill_report import DrillPublication
 
 __all__ = [
     "EVENT_DELIVERED",
+    "EVENT_FAILED",
     "Provenance",
+    "RollbackReport",
     "emit",
     "ensure_limit",
     "flow_run_id",
+    "flow_run_url",
+    "image_url",
     "load_block",
     "load_optional_block",
+    "name_run",
     "publish_drill_report",
     "publish_provenance",
+    "publish_rollback",
+    "run_name",
+    "short_ref",
 ]
 
 EVENT_DELIVERED = "shipyard.delivery.completed"
+EVENT_FAILED = "shipyard.delivery.failed"
 
 B = TypeVar("B", bound=Block)
 
@@ -78,6 +88,62 @@ def flow_run_id() -> str | None:
     return str(run.id) if run is not None else None
 
 
+def flow_run_url() -> str | None:
+    """The Prefect UI link of the current flow run (PREFECT_UI_URL, else derived from
+    the API URL); None outside a run."""
+    try:
+        from prefect.runtime import flow_run
+
+        url = flow_run.ui_url
+    except Exception:  # noqa: BLE001 - outside a run there is simply no link
+        return None
+    return str(url) if url else None
+
+
+def short_ref(ref: str) -> str:
+    """Six characters a person recognises: a digest's or commit's head, else the tag."""
+    text = ref.split(":", 1)[1] if ref.startswith("sha256:") else ref
+    if all(c in "0123456789abcdef" for c in text.lower()) and len(text) >= 7:
+        return text[:6]
+    return text
+
+
+def run_name(app: str, environment: str, ref: str = "") -> str:
+    """A run's name as people say it: ``cart→dev 5f3a2c`` (app, target, what goes there)."""
+    name = f"{app}→{environment}" if environment else app
+    return f"{name} {short_ref(ref)}" if ref else name
+
+
+def name_run(name: str) -> None:
+    """Rename the current flow run (once the target and digest are known); no-op outside
+    a run. Best effort: a name is a label, never a reason to fail a delivery."""
+    run_id = flow_run_id()
+    if run_id is None:
+        return
+    try:
+        with get_client(sync_client=True) as client:
+            client.update_flow_run(UUID(run_id), name=name)
+    except Exception:  # noqa: BLE001 - see the docstring
+        return
+
+
+def image_url(image: str, digest: str, *, insecure: bool = False) -> str:
+    """A link to ``image@digest`` where a URL is known: Docker Hub's and Quay's pages,
+    otherwise the registry's own manifest endpoint (OCI distribution API)."""
+    ref = split_reference(image)
+    host, _, path = ref.name.partition("/")
+    if not path or not has_registry_host(host):
+        host, path = "docker.io", ref.name
+    if host in ("docker.io", "index.docker.io", "registry-1.docker.io"):
+        repo = path if "/" in path else f"library/{path}"
+        layer = digest.replace(":", "-")
+        return f"https://hub.docker.com/layers/{repo}/{ref.tag or 'latest'}/images/{layer}"
+    if host == "quay.io":
+        return f"https://quay.io/repository/{path}/manifest/{digest}"
+    scheme = "http" if insecure else "https"
+    return f"{scheme}://{host}/v2/{path}/manifests/{digest}"
+
+
 def emit(event: str, resource_id: str, payload: dict[str, Any], name: str | None = None) -> None:
     """Emit a Prefect event about ``resource_id`` (with a display ``name`` when given)."""
     resource = {"prefect.resource.id": resource_id}
@@ -100,21 +166,42 @@ class Provenance(BaseModel):
     synced_revision: str
     verified_at: str
     flow_run: str | None
+    outcome: str = Field("delivered", description="delivered, or already delivered.")
+    approver: str | None = Field(None, description="Who approved a promotion.")
+    reason: str | None = Field(None, description="Why they approved it.")
+    links: dict[str, str] = Field(
+        default_factory=dict, description="URLs of the run, commits and image, where known."
+    )
+
+
+def _cell(value: str, link: str | None) -> str:
+    return f"[`{value}`]({link})" if link else f"`{value}`"
 
 
 def publish_provenance(record: Provenance) -> None:
     """Publish a delivery's evidence: a markdown artifact and a ``delivery.completed``
-    event, so the UI and automations see what runs where and why."""
+    event, so the UI and automations see what runs where and why. Run, commits and image
+    are links where a URL is known (``record.links``)."""
+    links = record.links
     rows = [
-        ("trigger", record.trigger),
-        ("source commit", record.source_commit or "(pushed image)"),
-        ("image", record.image),
-        ("scan", record.scan),
-        ("GitOps commit", record.gitops_commit or "(already pinned; no commit)"),
-        ("synced revision", record.synced_revision),
-        ("verified at", record.verified_at),
+        ("outcome", record.outcome, None),
+        ("trigger", record.trigger, None),
+        ("source commit", record.source_commit or "(pushed image)", links.get("source_commit")),
+        ("image", record.image, links.get("image")),
+        ("scan", record.scan, None),
+        (
+            "GitOps commit",
+            record.gitops_commit or "(already pinned; no commit)",
+            links.get("gitops_commit"),
+        ),
+        ("synced revision", record.synced_revision, links.get("synced_revision")),
+        ("verified at", record.verified_at, None),
     ]
-    table = "\n".join(f"| {k} | `{v}` |" for k, v in rows)
+    if record.approver is not None:
+        rows += [("approved by", record.approver, None), ("reason", record.reason or "", None)]
+    if record.flow_run:
+        rows.append(("flow run", record.flow_run, links.get("flow_run")))
+    table = "\n".join(f"| {k} | {_cell(v, link)} |" for k, v, link in rows)
     create_markdown_artifact(
         key=f"provenance-{record.app}-{record.environment}",
         markdown=f"# Delivered {record.app} to {record.environment}\n\n"
@@ -126,6 +213,59 @@ def publish_provenance(record: Provenance) -> None:
         f"shipyard.delivery.{record.app}.{record.environment}",
         record.model_dump(),
         name=f"{record.app}/{record.environment}",
+    )
+
+
+class RollbackReport(BaseModel):
+    """A delivery that did not stay: what was tried, why it failed, what was put back."""
+
+    app: str
+    environment: str
+    digest: str
+    commit: str = Field(description="The GitOps commit that was rolled back.")
+    reason: str = Field(description="Why the delivery failed.")
+    revert_commit: str | None = Field(None, description="The revert commit, when made.")
+    rollback_error: str | None = Field(None, description="Why the rollback failed, if it did.")
+    flow_run: str | None = None
+    links: dict[str, str] = Field(default_factory=dict)
+
+    @property
+    def state_message(self) -> str:
+        """The top-level run's state message: ``rolled back: <reason>``."""
+        if self.rollback_error is not None:
+            return f"rollback failed: {self.rollback_error} (after: {self.reason})"
+        return f"rolled back: {self.reason}"
+
+
+def publish_rollback(report: RollbackReport) -> None:
+    """Make a rollback visible on the run that asked for the delivery: a keyed
+    ``rollback-<app>-<env>`` artifact and a ``shipyard.delivery.failed`` event."""
+    links = report.links
+    rows = [
+        ("reason", report.reason, None),
+        ("image", report.digest, links.get("image")),
+        ("rolled back commit", report.commit, links.get("commit")),
+        ("revert commit", report.revert_commit or "(none)", links.get("revert_commit")),
+        (
+            "outcome",
+            f"FAILED: {report.rollback_error}"
+            if report.rollback_error
+            else "previous version healthy",
+            None,
+        ),
+    ]
+    table = "\n".join(f"| {k} | {_cell(v, link)} |" for k, v, link in rows)
+    create_markdown_artifact(
+        key=f"rollback-{report.app}-{report.environment}",
+        markdown=f"# Rolled back {report.app} in {report.environment}\n\n"
+        f"| | |\n| --- | --- |\n{table}\n",
+        description=report.state_message,
+    )
+    emit(
+        EVENT_FAILED,
+        f"shipyard.delivery.{report.app}.{report.environment}",
+        report.model_dump(),
+        name=f"{report.app}/{report.environment}",
     )
 
 

@@ -9,9 +9,15 @@ The second half of a delivery, after the manifest commit was pushed:
 2. any failure in there rolls the transaction back, so the hook puts git back to the
    previous version; the flow then syncs the revert and verifies the previous version is
    healthy again, as visible task runs ("rollback-sync", "rollback-verify");
-3. the run ends Failed with the original reason and emits
-   ``shipyard.delivery.rolled-back``; if the rollback itself fails the run fails with
-   both reasons and emits ``shipyard.delivery.rollback-failed``.
+3. the run ends Failed with :class:`RolledBackError` ("rolled back: <reason>", the
+   original error as its cause) and emits ``shipyard.delivery.rolled-back``; if the
+   rollback itself fails the run fails with both reasons
+   (:class:`RollbackFailedError`) and emits ``shipyard.delivery.rollback-failed``.
+   Both errors carry the reason and the commits, so the calling flow (``deliver``,
+   ``promote``) can show the rollback on its own run.
+
+Each step logs what it did in the run logs: the objects applied, the revision synced,
+each workload's verified state.
 
 A caller can also open its own transaction around its write-back task and call
 :func:`~tasks.steps.rollback.record_manifest_commit` + :func:`verify_delivery` itself.
@@ -22,7 +28,7 @@ from __future__ import annotations
 
 from typing import Any, NoReturn
 
-from prefect import flow
+from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from prefect.transactions import transaction
 from pydantic import BaseModel, ConfigDict, Field
@@ -44,6 +50,7 @@ from tasks.verify_rollout import VerifyConfig, VerifyResult
 __all__ = [
     "DeliveryOutcome",
     "RollbackFailedError",
+    "RolledBackError",
     "VerifyPlan",
     "sync_and_verify",
     "verify_delivery",
@@ -94,13 +101,59 @@ class DeliveryOutcome(BaseModel):
     verified: list[VerifyResult] = Field(default_factory=list, description="Per workload.")
 
 
+class RolledBackError(PermanentError):
+    """The delivery failed and the previous version was put back (and is healthy).
+
+    ``reason`` is why the delivery failed (the original error is the ``__cause__``),
+    ``commit`` the rolled-back GitOps commit, ``revert_commit`` the revert.
+    """
+
+    def __init__(
+        self, reason: str = "", commit: str = "", revert_commit: str | None = None
+    ) -> None:
+        super().__init__(f"rolled back: {reason}")
+        self.reason, self.commit, self.revert_commit = reason, commit, revert_commit
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.reason, self.commit, self.revert_commit))
+
+
 class RollbackFailedError(PermanentError):
     """The delivery failed and putting the previous version back failed too."""
+
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        reason: str = "",
+        commit: str = "",
+        revert_commit: str | None = None,
+        rollback_error: str = "",
+    ) -> None:
+        super().__init__(message)
+        self.reason, self.commit = reason, commit
+        self.revert_commit, self.rollback_error = revert_commit, rollback_error
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (
+            _rollback_failed,
+            (self.message, self.reason, self.commit, self.revert_commit, self.rollback_error),
+        )
+
+
+def _rollback_failed(
+    message: str, reason: str, commit: str, revert_commit: str | None, error: str
+) -> RollbackFailedError:
+    """Rebuild a RollbackFailedError (pickling keeps its keyword fields)."""
+    return RollbackFailedError(
+        message, reason=reason, commit=commit, revert_commit=revert_commit, rollback_error=error
+    )
 
 
 def verify_delivery(cluster: Any, plan: VerifyPlan, *, prefix: str = "") -> list[VerifyResult]:
     """Verify every workload, then smoke checks, then metric gates (raises on the first
     failure, with its reason)."""
+    logger = get_run_logger()
     results = []
     for workload in plan.workloads:
         runner = (
@@ -108,12 +161,36 @@ def verify_delivery(cluster: Any, plan: VerifyPlan, *, prefix: str = "") -> list
             if prefix
             else verify_rollout
         )
-        results.append(runner(cluster, workload))
+        result = runner(cluster, workload)
+        logger.info("%sverified %s", prefix, describe_verify(result, workload.digest))
+        results.append(result)
     for check in plan.smoke:
         smoke_check(check, plan.smoke_interval_seconds)
+        logger.info("%ssmoke check passed: %s", prefix, check.url)
     for gate in plan.metrics:
         metric_gate(gate)
+        logger.info("%smetric gate passed: %s", prefix, gate.query)
     return results
+
+
+def describe_verify(result: VerifyResult, digest: str | None = None) -> str:
+    """One line for the run log: which workload, how many ready, on what."""
+    on = f" on {digest}" if digest else ""
+    state = "healthy" if result.healthy else f"NOT healthy ({result.reason})"
+    return (
+        f"{result.workload} in {result.namespace}: {state}, "
+        f"{result.ready}/{result.desired} ready{on} ({result.seconds:.1f}s)"
+    )
+
+
+def describe_sync(result: SyncResult) -> str:
+    """One line for the run log: revision, driver and every object applied or pruned."""
+    applied = ", ".join(result.applied) or "nothing"
+    pruned = f"; pruned {', '.join(result.pruned)}" if result.pruned else ""
+    return (
+        f"synced {result.revision[:12]} with {result.driver}: applied "
+        f"{len(result.applied)} object(s): {applied}{pruned} ({result.seconds:.1f}s)"
+    )
 
 
 def _reason(exc: BaseException) -> str:
@@ -138,6 +215,7 @@ def sync_and_verify(
     Returns the outcome when healthy; otherwise raises the original error after the
     rollback (or :class:`RollbackFailedError` when the rollback failed as well).
     """
+    logger = get_run_logger()
     resource_id = f"shipyard.delivery.{app or sync.app}.{environment or 'default'}"
     # Inside a caller's transaction, ours is its child: a later failure of the caller
     # rolls ours back too, and the hook finds what it needs in the transactions.
@@ -146,6 +224,7 @@ def sync_and_verify(
             record_manifest_commit(repository, commit, sync.branch)
             try:
                 synced = sync_app(cluster, sync.model_copy(update={"revision": commit}))
+                logger.info("%s", describe_sync(synced))
                 verified = verify_delivery(cluster, plan)
             except BaseException as exc:
                 set_rollback_reason(txn, _reason(exc))
@@ -169,6 +248,8 @@ def _finish_rollback(
     resource_id: str,
 ) -> NoReturn:
     """After the hook reverted git: sync the revert, verify the previous version, report."""
+    logger = get_run_logger()
+    logger.warning("delivery of %s failed: %s; rolling back", commit[:12], reason)
     payload: dict[str, Any] = {"commit": commit, "reason": reason}
     failure: str | None = None
     if outcome is None or outcome.revert is None:
@@ -178,9 +259,10 @@ def _finish_rollback(
         payload["revert_commit"] = outcome.revert.revert_commit
         try:
             rollback_sync = sync_app.with_options(name="rollback-sync")
-            rollback_sync(
+            synced = rollback_sync(
                 cluster, sync.model_copy(update={"revision": outcome.revert.revert_commit})
             )
+            logger.info("rollback: %s", describe_sync(synced))
             verify_delivery(cluster, plan.without_digest(), prefix="rollback-")
         except Exception as exc:  # noqa: BLE001 - any failure here means rollback failed
             failure = f"previous version is not healthy after the revert: {_reason(exc)}"
@@ -192,11 +274,18 @@ def _finish_rollback(
         f"* outcome: {'FAILED: ' + failure if failure else 'previous version healthy'}",
     ]
     create_markdown_artifact("\n".join(lines), description="automatic rollback")
+    revert = payload.get("revert_commit")
     if failure is not None:
         payload["rollback_error"] = failure
         emit(EVENT_ROLLBACK_FAILED, resource_id, payload, resource_id)
+        logger.error("rollback of %s failed: %s", commit[:12], failure)
         raise RollbackFailedError(
-            f"delivery of {commit[:12]} failed ({reason}) and the rollback failed: {failure}"
+            f"delivery of {commit[:12]} failed ({reason}) and the rollback failed: {failure}",
+            reason=reason,
+            commit=commit,
+            revert_commit=revert,
+            rollback_error=failure,
         ) from original
     emit(EVENT_ROLLED_BACK, resource_id, payload, resource_id)
-    raise original
+    logger.warning("rolled back %s with %s: previous version healthy", commit[:12], revert)
+    raise RolledBackError(reason, commit, revert) from original

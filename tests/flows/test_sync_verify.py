@@ -11,7 +11,7 @@ import pytest
 
 from blocks.cluster import KubernetesCluster
 from blocks.gitops import GitOpsRepository
-from flows.sync_verify import RollbackFailedError, VerifyPlan, sync_and_verify
+from flows.sync_verify import RollbackFailedError, RolledBackError, VerifyPlan, sync_and_verify
 from shipyard.core.errors import PolicyError
 from shipyard.core.kube import KubeClient
 from tasks.sync_app import SyncConfig, sync
@@ -136,9 +136,12 @@ def test_bad_version_is_rolled_back(
         oci_registry.push_image(f"{sim_namespace}/web", "3")
     bad = gitops.commit(kustomize_env(image, "3", crash=crash), "web: v3")
     started = time.monotonic()
-    with pytest.raises(PolicyError) as info:
+    with pytest.raises(RolledBackError) as info:
         _run(sim_cluster, gitops, bad, cfg, sim_namespace)
     assert any(r in str(info.value) for r in reasons), info.value
+    assert str(info.value).startswith("rolled back: ")
+    assert isinstance(info.value.__cause__, PolicyError)  # the original reason, kept
+    assert (info.value.commit, info.value.revert_commit) == (bad, gitops.tip())
     assert time.monotonic() - started < 30
     assert gitops.subjects()[:2] == ['Revert "web: v3"', "web: v3"]
     assert fast_forward_only(gitops.bare)
@@ -161,8 +164,9 @@ def test_failed_rollback_is_loud(
     bad = gitops.commit(kustomize_env(image, "4"), "web: v4 (missing)")
     elsewhere = GitOpsRepo(tmp_path / "elsewhere")
     elsewhere.commit({"x": "1"}, "unrelated")
-    with pytest.raises(RollbackFailedError, match="rollback failed"):
+    with pytest.raises(RollbackFailedError, match="rollback failed") as info:
         _run(sim_cluster, gitops, bad, cfg, sim_namespace, repo_url=elsewhere.url)
+    assert info.value.commit == bad and info.value.rollback_error
     _wait_event("shipyard.delivery.rollback-failed", bad)
 
 
@@ -179,7 +183,7 @@ def test_api_faults_do_not_change_the_outcome(
     oci_registry.push_image(f"{sim_namespace}/web", "5")
     for verb in ("patch", "list", "watch", "get"):
         sim_cluster.faults.add(kind=kind, verb=verb, count=2, namespace=sim_namespace)
-    with pytest.raises(PolicyError, match="CrashLoopBackOff"):
+    with pytest.raises(RolledBackError, match="CrashLoopBackOff"):
         _run(sim_cluster, gitops, bad, cfg, sim_namespace)
     assert gitops.subjects()[0] == 'Revert "web: v5"'
     assert _image(sim_cluster, sim_namespace) == f"{image}:1"
