@@ -27,6 +27,7 @@ from tasks.git_write import ImageUpdate, WriteBackResult, write_back
 from tasks.promote_image import PromoteImageConfig, Promotion, plan_promotion_in, promote_image
 from tasks.pull_request import PullRequestConfig, PullRequestResult, run_pull_request
 from tasks.read_catalog import CatalogAt, read_catalog_at
+from tasks.read_pinned import PinnedImage, read_pinned_at
 from tasks.revert_commit import RevertConfig, RevertResult, revert_commit
 
 __all__ = [
@@ -35,6 +36,7 @@ __all__ = [
     "promote",
     "pull_request",
     "read_catalog",
+    "read_pinned",
     "revert_manifest_commit",
 ]
 
@@ -67,6 +69,21 @@ def read_catalog(repository: GitOpsRepository, branch: str | None = None) -> Cat
     config = repository.write_config(branch=branch or repository.branch)
     with repository.git_environment() as env:
         return read_catalog_at(repository.url, config, env=env)
+
+
+@task(
+    name="read-pinned",
+    cache_policy=NO_CACHE,
+    retries=3,
+    retry_delay_seconds=[2, 10, 30],
+    retry_condition_fn=retry_condition,
+)
+def read_pinned(repository: GitOpsRepository, branch: str, path: str, image: str) -> PinnedImage:
+    """What ``path`` on ``branch`` pins for ``image`` (:mod:`tasks.read_pinned`), read-only."""
+    with repository.git_environment() as env:
+        return read_pinned_at(
+            repository.url, repository.write_config(branch=branch), path, image, env=env
+        )
 
 
 @task(
