@@ -30,6 +30,14 @@ if [ "${#missing[@]}" -gt 0 ]; then
   fi
 fi
 
+# kubectl (>= 1.27, kustomize v5 built in): sync renders GitOps paths with
+# `kubectl kustomize`, and the tests drive the simulator with it. No apt package carries it.
+if ! kubectl version --client 2>/dev/null | grep -q 'Kustomize Version: v5'; then
+  echo "setup: kubectl >= 1.27 (with kustomize v5) is required on PATH" >&2
+  echo "setup: install it from https://kubernetes.io/docs/tasks/tools/ (e.g. the kubectl binary of dl.k8s.io)" >&2
+  exit 2
+fi
+
 PYTHON="${PYTHON:-python3}"
 if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
   echo "setup: Python >= 3.11 is required ($PYTHON is $("$PYTHON" --version 2>&1))" >&2
