@@ -95,10 +95,10 @@ def test_render_env_renders_real_kustomize_and_reports_its_errors(tmp_path: Path
     deploy = next(o for o in objects if o["kind"] == "Deployment")
     assert (deploy["metadata"]["name"], deploy["spec"]["replicas"]) == ("prod-web", 2)
     (env / "kustomization.yaml").write_text("resources: [../../base]\npatchez: []\n")
-    with pytest.raises(ConfigError, match='envs/prod: kustomize: .*unknown field "patchez"'):
+    with pytest.raises(ConfigError, match=r'envs/prod: kustomize: .*unknown field "patchez"'):
         render_env(env, root=tmp_path)
     (env / "kustomization.yaml").write_text("resources: [../../missing]\n")
-    with pytest.raises(ConfigError, match="envs/prod: kustomize: .*missing"):
+    with pytest.raises(ConfigError, match=r"envs/prod: kustomize: .*missing"):
         render_env(env, root=tmp_path)
     with pytest.raises(ConfigError, match="outside the repository"):
         render_env(env, root=tmp_path / "base")

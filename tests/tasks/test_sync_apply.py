@@ -58,7 +58,8 @@ def test_kustomize_images_digest_and_new_name() -> None:
 def test_plain_directory_with_lists_nested_dirs_and_go_yaml() -> None:
     files = {
         "d/a.yaml": DEP.replace("name: web\n", "name: web\t\n", 1)  # a trailing tab
-        + "      volumes:\n        - name: s\n          secret: {secretName: s, defaultMode: 0755}\n",
+        + "      volumes:\n        - name: s\n"
+        + "          secret: {secretName: s, defaultMode: 0755}\n",
         "d/sub/b.json": json.dumps(
             {
                 "kind": "List",
