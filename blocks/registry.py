@@ -30,6 +30,11 @@ class RegistryCredentials(Block):
     insecure: bool = Field(
         False, description="Plain HTTP / unverified TLS (loopback and test registries only)."
     )
+    trivy_db_repository: str | None = Field(
+        None,
+        description="Trivy's vulnerability DB mirrored in this registry (OCI artifact), "
+        "e.g. harbor.example.com/mirror/trivy-db:2; scans of its images use it.",
+    )
 
     @classmethod
     def for_registry(

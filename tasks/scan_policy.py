@@ -80,6 +80,12 @@ class ScanPolicy(_Frozen):
     fail_on: tuple[str, ...] = Field(DEFAULT_FAIL_ON, description="Severities that block.")
     ignore_unfixed: bool = Field(False, description="Vulnerabilities without a fix never block.")
     ignore: tuple[IgnoreRule, ...] = Field((), description="Accepted findings (.trivyignore).")
+    waive_missing_vulnerability_data: bool = Field(
+        False,
+        description="Let a change through although trivy scanned no vulnerabilities (no "
+        "vulnerability DB): the verdict then says 'vulnerabilities NOT scanned (waived)'. "
+        "Off by default: without vulnerability data the gate blocks.",
+    )
 
     @field_validator("fail_on", mode="before")
     @classmethod
@@ -94,36 +100,74 @@ class ScanPolicy(_Frozen):
             "fail_on": sorted(self.fail_on),
             "ignore_unfixed": self.ignore_unfixed,
             "ignore": sorted(_norm_id(r.id) for r in self.ignore if r.active(today)),
+            "waive_missing_vulnerability_data": self.waive_missing_vulnerability_data,
         }
         return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
 
 
+NOT_SCANNED = "vulnerabilities NOT scanned"
+NOT_SCANNED_HINT = (
+    "no trivy vulnerability DB: give trivy a DB mirror (--db-repository), or waive it "
+    "explicitly with the policy's waive_missing_vulnerability_data"
+)
+
+
 class GateResult(_Frozen):
-    """The verdict: counts of everything found, and what the policy blocks."""
+    """The verdict: counts of everything found, what the policy blocks, and whether
+    vulnerabilities were scanned at all (no finding is not the same as no scan)."""
 
     passed: bool
     counts: dict[str, int]
     blocking: tuple[Finding, ...] = ()
     ignored: int = Field(0, description="Findings the ignore file or ignore-unfixed let through.")
+    vulnerabilities_scanned: bool = Field(
+        True, description="Trivy ran its vulnerability scanner on every scan gated."
+    )
+    waived: bool = Field(
+        False, description="Vulnerabilities were not scanned and the policy waived that."
+    )
 
     def contract(self) -> dict[str, Any]:
-        """``scan-gate --json`` output: passed, counts by severity, blocking findings."""
-        return {
+        """``scan-gate --json`` output: passed, counts by severity, blocking findings;
+        ``vulnerabilities`` only when they were not scanned ("not scanned" or
+        "not scanned (waived)")."""
+        doc: dict[str, Any] = {
             "passed": self.passed,
             "counts": {s: self.counts.get(s, 0) for s in SEVERITIES},
             "blocking": [f.contract() for f in self.blocking],
         }
+        if not self.vulnerabilities_scanned:
+            doc["vulnerabilities"] = "not scanned (waived)" if self.waived else "not scanned"
+        return doc
 
     def summary(self) -> str:
-        """One line naming what blocked (or that the gate passed)."""
+        """One line naming what blocked (or that the gate passed, and on what data)."""
         counts = ", ".join(f"{s} {self.counts.get(s, 0)}" for s in SEVERITIES)
         if self.passed:
-            return f"scan gate passed ({counts})"
-        names = ", ".join(
-            f"{f.id} ({f.severity} {f.category} in {f.target})" for f in self.blocking[:5]
-        )
-        more = f" and {len(self.blocking) - 5} more" if len(self.blocking) > 5 else ""
-        return f"scan gate blocked by {len(self.blocking)} finding(s): {names}{more}"
+            waived = f"; {NOT_SCANNED} (waived)" if not self.vulnerabilities_scanned else ""
+            return f"scan gate passed ({counts}){waived}"
+        reasons: list[str] = []
+        if not self.vulnerabilities_scanned:
+            reasons.append(f"{NOT_SCANNED} ({NOT_SCANNED_HINT})")
+        if self.blocking:
+            names = ", ".join(
+                f"{f.id} ({f.severity} {f.category} in {f.target})" for f in self.blocking[:5]
+            )
+            more = f" and {len(self.blocking) - 5} more" if len(self.blocking) > 5 else ""
+            reasons.append(f"{len(self.blocking)} finding(s): {names}{more}")
+        return "scan gate blocked by " + "; and by ".join(reasons)
+
+    def verdict(self) -> str:
+        """The short verdict a provenance record shows: ``passed (no findings)``,
+        ``passed (HIGH 1)``, ``blocked (...)``, or, when no vulnerability was scanned,
+        ``vulnerabilities NOT scanned (waived)`` followed by the other scanners' counts."""
+        found = ", ".join(f"{s} {n}" for s in SEVERITIES if (n := self.counts.get(s, 0)))
+        found = found or "no findings"
+        if self.vulnerabilities_scanned:
+            return f"{'passed' if self.passed else 'blocked'} ({found})"
+        if self.passed:
+            return f"{NOT_SCANNED} (waived); secrets and misconfigurations: {found}"
+        return f"blocked: {NOT_SCANNED}; secrets and misconfigurations: {found}"
 
 
 def _norm_id(value: str) -> str:
@@ -259,8 +303,18 @@ def count_by_severity(findings: Iterable[Finding]) -> dict[str, int]:
     return counts
 
 
-def evaluate_gate(findings: Sequence[Finding], policy: ScanPolicy, today: date) -> GateResult:
-    """Apply ``policy`` to ``findings``: counts cover all, ``blocking`` what the policy blocks."""
+def evaluate_gate(
+    findings: Sequence[Finding],
+    policy: ScanPolicy,
+    today: date,
+    *,
+    vulnerabilities_scanned: bool = True,
+) -> GateResult:
+    """Apply ``policy`` to ``findings``: counts cover all, ``blocking`` what the policy blocks.
+
+    When ``vulnerabilities_scanned`` is False (trivy had no vulnerability DB) the gate
+    blocks, whatever the findings, unless the policy waives missing vulnerability data.
+    """
     rules = [r for r in policy.ignore if r.active(today)]
     blocking: list[Finding] = []
     ignored = 0
@@ -277,11 +331,14 @@ def evaluate_gate(findings: Sequence[Finding], policy: ScanPolicy, today: date) 
             blocking.append(f)
     order = {s: i for i, s in enumerate(SEVERITIES)}
     blocking.sort(key=lambda f: (order[f.severity], f.category, f.id, f.target))
+    waived = not vulnerabilities_scanned and policy.waive_missing_vulnerability_data
     return GateResult(
-        passed=not blocking,
+        passed=not blocking and (vulnerabilities_scanned or waived),
         counts=count_by_severity(findings),
         blocking=tuple(blocking),
         ignored=ignored,
+        vulnerabilities_scanned=vulnerabilities_scanned,
+        waived=waived,
     )
 
 
@@ -292,6 +349,9 @@ def render_markdown(gate: GateResult, subject: str, extra: Mapping[str, str] | N
     """
     verdict = "passed" if gate.passed else "**blocked**"
     lines = [f"# Scan of `{subject}`: {verdict}", ""]
+    if not gate.vulnerabilities_scanned:
+        waived = " (waived by the policy)" if gate.waived else f": {NOT_SCANNED_HINT}"
+        lines += [f"**{NOT_SCANNED}**{waived}.", ""]
     for key, value in (extra or {}).items():
         lines.append(f"- {key}: `{value}`")
     lines += ["", "| Severity | Count |", "|---|---|"]

@@ -83,6 +83,7 @@ class RegistryAuth:
     username: str | None = None
     password: SecretStr | None = None
     insecure: bool = False
+    trivy_db_repository: str | None = None
 
     @classmethod
     def for_registry(
@@ -158,23 +159,41 @@ class RegistryClient:
 
     # --- transport and authentication ---------------------------------------------------
 
-    def _send(self, method: str, path: str, scope: str, accept: str) -> httpx.Response:
+    def _send(
+        self,
+        method: str,
+        path: str,
+        scope: str,
+        accept: str,
+        *,
+        content: bytes | None = None,
+        content_type: str | None = None,
+    ) -> httpx.Response:
         """``path`` (or an absolute URL the registry gave) with the scope's token, if any."""
-        url = path if path.startswith(("http://", "https://")) else self._base + path
+        if path.startswith(("http://", "https://")):
+            url = path
+        elif path.startswith("/"):
+            url = self._base + path
+        else:  # a relative upload location
+            url = f"{self._base}/{path}"
         headers = {"Accept": accept}
+        if content_type:
+            headers["Content-Type"] = content_type
         token = self._tokens.get(scope)
         try:
             if token:
                 headers["Authorization"] = f"Bearer {token}"
-                response = self._http.request(method, url, headers=headers)
+                response = self._http.request(method, url, headers=headers, content=content)
             else:
-                response = self._http.request(method, url, headers=headers, auth=self._auth)
+                response = self._http.request(
+                    method, url, headers=headers, auth=self._auth, content=content
+                )
             if response.status_code == 401 and not token:
                 challenge = response.headers.get("WWW-Authenticate", "")
                 if challenge.lower().startswith("bearer"):
                     self._tokens[scope] = self._fetch_token(challenge, scope)
                     headers["Authorization"] = f"Bearer {self._tokens[scope]}"
-                    response = self._http.request(method, url, headers=headers)
+                    response = self._http.request(method, url, headers=headers, content=content)
         except httpx.HTTPError as exc:
             raise TransientError(f"registry {self.registry} unreachable: {exc}") from exc
         return response
@@ -280,6 +299,62 @@ class RegistryClient:
         if "digest" not in config:
             raise ConfigError(f"{repository}:{reference} has no image config (not an image?)")
         return digest, self.blob_json(repository, str(config["digest"]))
+
+    def image_labels(self, repository: str, reference: str) -> dict[str, str] | None:
+        """The image config's labels (``org.opencontainers.image.revision`` ...) of
+        ``repository:reference`` (a tag or a digest); None when the image is absent."""
+        found = self.image_config(repository, reference)
+        if found is None:
+            return None
+        inner = found[1].get("config") or found[1].get("container_config") or {}
+        labels = inner.get("Labels") or {}
+        return {str(k): str(v) for k, v in labels.items()}
+
+    def push_blob(self, repository: str, data: bytes) -> str:
+        """Upload ``data`` as a blob of ``repository`` (monolithic); its digest.
+
+        A blob the registry already has is not sent again.
+        """
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        scope = f"repository:{repository}:pull,push"
+        head = self._send("HEAD", f"/v2/{repository}/blobs/{digest}", scope, "*/*")
+        if head.status_code == 200:
+            return digest
+        started = self._send("POST", f"/v2/{repository}/blobs/uploads/", scope, "*/*")
+        self._check(started, f"blob upload to {repository}")
+        location = started.headers.get("Location")
+        if not location:
+            raise PermanentError(f"registry {self.registry}: blob upload gave no Location")
+        separator = "&" if "?" in location else "?"
+        done = self._send(
+            "PUT",
+            f"{location}{separator}digest={digest}",
+            scope,
+            "*/*",
+            content=data,
+            content_type="application/octet-stream",
+        )
+        self._check(done, f"blob upload to {repository}")
+        return digest
+
+    def put_manifest(
+        self, repository: str, reference: str, manifest: dict[str, Any], media_type: str
+    ) -> str:
+        """Store ``manifest`` as ``repository:reference``; the manifest's digest."""
+        body = json.dumps(manifest, separators=(",", ":")).encode()
+        scope = f"repository:{repository}:pull,push"
+        response = self._send(
+            "PUT",
+            f"/v2/{repository}/manifests/{reference}",
+            scope,
+            "*/*",
+            content=body,
+            content_type=media_type,
+        )
+        self._check(response, f"manifest {repository}:{reference}")
+        return response.headers.get("Docker-Content-Digest") or (
+            "sha256:" + hashlib.sha256(body).hexdigest()
+        )
 
     def tags(self, repository: str, page_size: int = 1000) -> list[str]:
         """Every tag of ``repository``, following the registry's ``Link`` pagination.

@@ -1,5 +1,6 @@
-"""The image steps as Prefect tasks: build, scan (image, source, gate), push, ECR login,
-resolve a tag's digest, poll a repository's tags.
+"""The image steps as Prefect tasks: build, scan (image, source, gate), the SBOM artifact,
+push, ECR login, resolve a tag's digest, read an image's source revision, poll a
+repository's tags.
 
 Each task calls a Prefect-free core (``tasks.build_image``, ``tasks.scan_image``,
 ``tasks.push_image``, ``tasks.resolve_digest``, ``tasks.poll_tags``) and adds only what
@@ -22,12 +23,13 @@ from shipyard.core.registry import RegistryAccess, RegistryAuth
 from tasks.build_image import BuildImageConfig, BuildImageResult, run_build
 from tasks.poll_tags import TagPolicy, newest_allowed_tag
 from tasks.push_image import PushImageConfig, PushImageResult, login_ecr_for, run_push
-from tasks.resolve_digest import resolve_digest_of
+from tasks.resolve_digest import image_revision_of, resolve_digest_of
 from tasks.scan_image import (
     ScanImageConfig,
     ScanSourceConfig,
     TrivyScan,
     check_gate,
+    publish_sbom_report,
     run_image_scan,
     run_source_scan,
 )
@@ -36,8 +38,10 @@ from tasks.steps import run_logger
 
 __all__ = [
     "build_image",
+    "image_revision",
     "login_ecr",
     "poll_tags",
+    "publish_sbom",
     "push_image",
     "resolve_digest",
     "scan_gate",
@@ -49,6 +53,11 @@ __all__ = [
 def _scan_gate_artifact(markdown: str, description: str) -> None:
     """Publish the gate's report as the run's ``scan-gate`` markdown artifact."""
     create_markdown_artifact(key="scan-gate", markdown=markdown, description=description)
+
+
+def _sbom_artifact(key: str, markdown: str, description: str) -> None:
+    """Publish an image's SBOM as the keyed markdown artifact ``key``."""
+    create_markdown_artifact(key=key, markdown=markdown, description=description)
 
 
 @task(
@@ -104,6 +113,12 @@ def scan_gate(scans: list[TrivyScan], policy: ScanPolicy, subject: str) -> GateR
     return check_gate(scans, policy, subject, publish=_scan_gate_artifact)
 
 
+@task(cache_policy=NO_CACHE, name="publish_sbom")
+def publish_sbom(sbom_path: str | None, app: str, digest: str, subject: str) -> str | None:
+    """Publish the scan's CycloneDX SBOM as the artifact ``sbom-<app>-<short digest>``."""
+    return publish_sbom_report(sbom_path, app, digest, subject, publish=_sbom_artifact)
+
+
 @task(
     cache_policy=NO_CACHE,  # side effects and secrets: never cache by inputs
     name="push_image",
@@ -143,6 +158,20 @@ def login_ecr(ecr: EcrRegistry, repository: str) -> RegistryAuth:
 def resolve_digest(image: str, tag: str, credentials: RegistryAccess | None = None) -> str:
     """Prefect task around :func:`tasks.resolve_digest.resolve_digest_of`."""
     return resolve_digest_of(image, tag, credentials)
+
+
+@task(
+    name="image-revision",
+    cache_policy=NONE,
+    retries=3,
+    retry_delay_seconds=[1, 5, 15],
+    retry_condition_fn=retry_condition,
+)
+def image_revision(
+    image: str, reference: str, credentials: RegistryAccess | None = None
+) -> str | None:
+    """The image's ``org.opencontainers.image.revision`` label (its source commit)."""
+    return image_revision_of(image, reference, credentials)
 
 
 @task(

@@ -43,11 +43,11 @@ def _run(**kwargs: object) -> tuple[UUID, object]:
     return flow_run_id, state
 
 
-def _artifacts(flow_run_id: UUID) -> dict[str, str]:
+def _artifacts(flow_run_id: UUID, *keys: str) -> dict[str, str]:
     with get_client(sync_client=True) as client:
         artifacts = client.read_artifacts(
             artifact_filter=ArtifactFilter(
-                key=ArtifactFilterKey(any_=["scan-gate", "image-reference"])
+                key=ArtifactFilterKey(any_=["scan-gate", "image-reference", *keys])
             ),
             flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])),
         )
@@ -94,12 +94,15 @@ def test_flow_delivers_then_redelivers_from_the_registry(
         extra_tags=["main"],
     )
     trivy = TrivySettings(
-        cache_dir=str(tmp_path / "trivy"), result_cache_dir=str(tmp_path / "scans")
+        cache_dir=str(tmp_path / "trivy"),
+        result_cache_dir=str(tmp_path / "scans"),
+        db_repository=stack.env["SHIPYARD_TRIVY_DB_REPOSITORY"],  # the stack's DB artifact
     )
-    run_id, state = _run(build=build, trivy=trivy, docker_host=docker_host)
+    run_id, state = _run(build=build, trivy=trivy, docker_host=docker_host, app="Shop_Flow")
     assert state.is_completed(), state  # type: ignore[attr-defined]
     first: BuildScanPushResult = state.result()  # type: ignore[attr-defined]
     assert not first.reused and first.gate.passed
+    assert first.gate.vulnerabilities_scanned and first.gate.verdict() == "passed (no findings)"
     assert first.reference == f"{build.repository}@{first.digest}"
     assert _task_names(run_id) >= {
         "build_image",
@@ -111,9 +114,16 @@ def test_flow_delivers_then_redelivers_from_the_registry(
     messages = _logs(run_id, until=lambda ms: any("shop v1" in m for m in ms))
     assert any("shop v1" in m for m in messages)  # RUN output reached the Prefect logs
     assert any(m.startswith("STEP 2/") for m in messages)
-    artifacts = _artifacts(run_id)
+    sbom_key = f"sbom-shop-flow-{first.digest.removeprefix('sha256:')[:12]}"
+    assert first.sbom_artifact == sbom_key
+    artifacts = _artifacts(run_id, sbom_key)
     assert first.reference in artifacts["image-reference"]
+    assert f"artifact `{sbom_key}`" in artifacts["image-reference"]
     assert "| CRITICAL | 0 |" in artifacts["scan-gate"]
+    assert "NOT scanned" not in artifacts["scan-gate"]
+    sbom = artifacts[sbom_key]  # the SBOM itself, readable where the flow pod is gone
+    assert f"# SBOM of `{first.reference}`" in sbom and "CycloneDX" in sbom
+    assert '"bomFormat": "CycloneDX"' in sbom
 
     again_id, again_state = _run(build=build, trivy=trivy, docker_host=docker_host)
     again: BuildScanPushResult = again_state.result()  # type: ignore[attr-defined]

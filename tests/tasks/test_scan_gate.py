@@ -115,6 +115,39 @@ def test_policy_key_changes_with_policy_and_expiry() -> None:
     assert ScanPolicy(ignore=rules).key(date(2027, 1, 1)) == ScanPolicy().key(TODAY)
 
 
+def test_missing_vulnerability_data_blocks_unless_waived() -> None:
+    found = findings("clean.json")
+    scanned = evaluate_gate(found, ScanPolicy(), TODAY)
+    assert scanned.passed and scanned.verdict() == "passed (no findings)"
+    assert "vulnerabilities" not in scanned.contract()
+
+    missing = evaluate_gate(found, ScanPolicy(), TODAY, vulnerabilities_scanned=False)
+    assert not missing.passed and not missing.blocking and not missing.waived
+    assert missing.summary().startswith("scan gate blocked by vulnerabilities NOT scanned")
+    assert "waive_missing_vulnerability_data" in missing.summary()
+    assert missing.contract()["vulnerabilities"] == "not scanned"
+    assert missing.verdict().startswith("blocked: vulnerabilities NOT scanned")
+    assert "**vulnerabilities NOT scanned**" in render_markdown(missing, "img")
+
+    policy = ScanPolicy(waive_missing_vulnerability_data=True)
+    waived = evaluate_gate(found, policy, TODAY, vulnerabilities_scanned=False)
+    assert waived.passed and waived.waived
+    assert waived.verdict() == (
+        "vulnerabilities NOT scanned (waived); secrets and misconfigurations: no findings"
+    )
+    assert waived.contract()["vulnerabilities"] == "not scanned (waived)"
+    assert waived.summary().endswith("; vulnerabilities NOT scanned (waived)")
+    assert "waived by the policy" in render_markdown(waived, "img")
+    assert policy.key(TODAY) != ScanPolicy().key(TODAY)
+
+    # a waiver lets missing data through, never a finding
+    secrets = evaluate_gate(
+        findings("fs-secret-misconfig.json"), policy, TODAY, vulnerabilities_scanned=False
+    )
+    assert not secrets.passed and secrets.blocking
+    assert secrets.verdict().startswith("blocked")
+
+
 # --- the CLI contract -----------------------------------------------------------------
 
 

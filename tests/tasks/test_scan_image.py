@@ -1,5 +1,7 @@
 """Scan step with real trivy: a planted secret in a real image blocks the gate, the source
-scan finds Dockerfile misconfigurations, SBOMs are CycloneDX, reports are cached."""
+scan finds Dockerfile misconfigurations, SBOMs are CycloneDX, reports are cached; without
+a vulnerability DB the gate blocks unless waived, and with the DB the stack serves from
+its registry as an OCI artifact trivy finds real vulnerabilities."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from blocks.docker import DockerHost
-from shipyard.core.errors import ConfigError, TransientError
+from shipyard.core.errors import ConfigError, PolicyError, TransientError
 from tasks.build_image import BuildImageConfig, run_build
 from tasks.push_image import PushImageConfig, PushImageResult, run_push
 from tasks.scan_image import (
@@ -19,6 +21,7 @@ from tasks.scan_image import (
     ScanImageConfig,
     ScanSourceConfig,
     TrivySettings,
+    check_gate,
     choose_scanners,
     find_trivy,
     gate_findings,
@@ -46,11 +49,22 @@ USER 1000
 """
 
 
-def settings(tmp_path: Path) -> dict[str, object]:
+def settings(tmp_path: Path, db: str | None = None) -> dict[str, object]:
+    """Fresh trivy caches; ``db`` the vulnerability DB mirror (None: no DB at all)."""
     return {
         "cache_dir": str(tmp_path / "trivy-cache"),
         "result_cache_dir": str(tmp_path / "scans"),
+        "db_repository": db,
     }
+
+
+@pytest.fixture(scope="session")
+def stack_db(stack: Stack) -> str:
+    """The trivy DB the stack serves from its registry (``shipyard stack up`` pushes it)."""
+    db = stack.env.get("SHIPYARD_TRIVY_DB_REPOSITORY")
+    if db is None:
+        pytest.skip("the stack serves no trivy DB here (needs golang-go and bbolt)")
+    return db
 
 
 def build_and_push(
@@ -79,7 +93,8 @@ def test_argv_offline_flags_mirror_and_no_credentials(tmp_path: Path) -> None:
     assert "--skip-db-update" not in argv  # the mirror provides the DB on first use
     assert argv[argv.index("--db-repository") + 1] == "mirror.local/trivy-db:2"
     assert "--insecure" in argv and argv[argv.index("--image-src") + 1] == "remote"
-    plain = trivy_argv("trivy", "fs", "src", TrivySettings(cache_dir=str(tmp_path)), ["secret"])
+    none = TrivySettings(cache_dir=str(tmp_path), db_repository=None)
+    plain = trivy_argv("trivy", "fs", "src", none, ["secret"])
     assert "--skip-db-update" in plain and "--image-src" not in plain
 
 
@@ -118,8 +133,10 @@ def test_planted_secret_in_image_blocks_and_result_is_cached(
     secrets = [f for f in scan.findings if f.category == "secret"]
     assert [(f.id, f.severity) for f in secrets] == [("aws-access-key-id", "CRITICAL")]
     assert scan.vuln_db == "absent" and "vuln" not in scan.scanners
+    assert not scan.vulnerabilities_scanned
     gate = gate_findings([scan], ScanPolicy())
     assert not gate.passed and gate.blocking[0].id == "aws-access-key-id"
+    assert "vulnerabilities NOT scanned" in gate.summary()
     assert PLANTED not in json.dumps(gate.contract()) + scan.model_dump_json()
     # the SBOM is CycloneDX
     assert scan.sbom_path is not None
@@ -127,10 +144,13 @@ def test_planted_secret_in_image_blocks_and_result_is_cached(
     # same digest + DB: no trivy run
     again = run_image_scan(config)
     assert again.cached and again.findings == scan.findings
+    assert not again.vulnerabilities_scanned  # the cache remembers what trivy scanned
     assert again.duration_seconds < 0.5
-    # the ignore file accepts it
+    # the ignore file accepts it; the missing vulnerability data still needs its waiver
     accepted = ScanPolicy(ignore=parse_ignorefile("aws-access-key-id  # test fixture key\n"))
-    assert gate_findings([again], accepted).passed
+    assert not gate_findings([again], accepted).passed
+    waived = accepted.model_copy(update={"waive_missing_vulnerability_data": True})
+    assert gate_findings([again], waived).passed
 
 
 def test_local_image_through_the_engine_and_source_scan(
@@ -173,6 +193,7 @@ def test_run_scan_cli_core_passes_clean_image(
     docker_host: DockerHost,
     base_image: str,
     make_app_repo: Callable[[dict[str, str]], AppRepo],
+    stack_db: str,
     tmp_path: Path,
 ) -> None:
     dockerfile = CLEAN_DOCKERFILE.format(base=base_image)
@@ -185,18 +206,18 @@ def test_run_scan_cli_core_passes_clean_image(
             image=pushed.reference,
             source_dir=str(src),
             sbom_path=str(tmp_path / "out" / "sbom.json"),
-            **settings(tmp_path),  # type: ignore[arg-type]
+            **settings(tmp_path, stack_db),  # type: ignore[arg-type]
         ),
         ScanPolicy(),
     )
     assert result.gate.passed, result.gate.summary()
+    assert result.gate.vulnerabilities_scanned and result.gate.verdict() == "passed (no findings)"
     assert [s.kind for s in result.scans] == ["image", "fs"]
     assert os.path.getsize(tmp_path / "out" / "sbom.json") > 100
 
 
 # --- a tiny real vulnerability DB, built at test time -----------------------------------------
 
-DATA = Path(__file__).parent / "data" / "trivy"
 ALPINE_DOCKERFILE = """\
 FROM {base}
 RUN mkdir -p /etc /lib/apk/db && echo 3.19.1 > /etc/alpine-release \\
@@ -208,39 +229,16 @@ USER 1000
 
 @pytest.fixture(scope="module")
 def tiny_vuln_db(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """A trivy cache dir holding a real bbolt DB with three test advisories (Go + bbolt)."""
-    import shutil
-    import subprocess
+    """A trivy cache dir holding a real bbolt DB with three test advisories (Go + bbolt),
+    the same DB the stack serves."""
+    from shipyard.core.errors import ConfigError
+    from shipyard.stack.trivy_db import build_db
 
-    go = shutil.which("go")
-    if go is None or not Path("/usr/share/gocode/src/go.etcd.io/bbolt").is_dir():
-        pytest.skip("needs golang-go and golang-github-coreos-bbolt-dev")
-    root = tmp_path_factory.mktemp("tinydb")
-    env = {
-        **os.environ,
-        "GO111MODULE": "off",
-        "GOPATH": "/usr/share/gocode",
-        "GOCACHE": str(root / "gocache"),
-    }
-    mkdb = root / "mkdb"
-    subprocess.run(
-        [go, "build", "-o", str(mkdb), "main.go"], cwd=DATA / "mkdb", env=env, check=True
-    )
-    cache = root / "cache"
-    (cache / "db").mkdir(parents=True)
-    subprocess.run(
-        [str(mkdb), str(DATA / "tiny-db.json"), str(cache / "db" / "trivy.db")], check=True
-    )
-    (cache / "db" / "metadata.json").write_text(
-        json.dumps(
-            {
-                "Version": 2,
-                "NextUpdate": "2099-01-01T00:00:00Z",
-                "UpdatedAt": "2026-11-27T00:00:00Z",
-                "DownloadedAt": "2026-11-27T00:00:00Z",
-            }
-        )
-    )
+    cache = tmp_path_factory.mktemp("tinydb") / "cache"
+    try:
+        build_db(cache / "db")
+    except ConfigError as exc:
+        pytest.skip(str(exc))
     return str(cache)
 
 
@@ -258,7 +256,11 @@ def test_real_vulnerability_scan_with_tiny_db(
         "requirements.txt": "requests==2.30.0\n",
     }
     pushed = build_and_push(stack, docker_host, make_app_repo, files, "vulns")
-    trivy = {"cache_dir": tiny_vuln_db, "result_cache_dir": str(tmp_path / "scans")}
+    trivy = {
+        "cache_dir": tiny_vuln_db,
+        "result_cache_dir": str(tmp_path / "scans"),
+        "db_repository": None,
+    }
     image = run_image_scan(ScanImageConfig(image=pushed.reference, **trivy))  # type: ignore[arg-type]
     assert "vuln" in image.scanners and image.vuln_db == "v2 2026-11-27T00:00:00Z"
     vulns = {(f.id, f.package, f.severity, f.fixed_version) for f in image.findings}
@@ -286,18 +288,21 @@ def test_cli_scan_blocks_on_planted_secret_and_scans_local_images(
     make_app_repo: Callable[[dict[str, str]], AppRepo],
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from shipyard.cli.main import main
 
     dockerfile = LEAKY_DOCKERFILE.format(base=base_image, key=PLANTED)
     pushed = build_and_push(stack, docker_host, make_app_repo, {"Dockerfile": dockerfile}, "cli")
     common = ["--cache-dir", str(tmp_path / "cache"), "--json"]
+    monkeypatch.delenv("SHIPYARD_TRIVY_DB_REPOSITORY", raising=False)  # no DB: not scanned
     with pytest.raises(SystemExit) as exc:
         main(["scan", pushed.reference, "--sbom", str(tmp_path / "sbom.json"), *common])
     out, err = capsys.readouterr()
     assert exc.value.code == 1 and err.count("\n") == 1 and "aws-access-key-id" in err
     doc = json.loads(out)
     assert doc["passed"] is False and doc["counts"]["CRITICAL"] == 1
+    assert doc["vulnerabilities"] == "not scanned"
     assert doc["blocking"] == [
         {"id": "aws-access-key-id", "severity": "CRITICAL", "target": doc["blocking"][0]["target"],
          "class": "secret"}
@@ -309,3 +314,78 @@ def test_cli_scan_blocks_on_planted_secret_and_scans_local_images(
         main(["scan", local, "--local", "--docker-host", str(docker_host.base_url), *common])
     out, _ = capsys.readouterr()
     assert exc.value.code == 1 and json.loads(out)["blocking"][0]["id"] == "aws-access-key-id"
+
+
+# --- vulnerability data: missing blocks, the stack's mirror scans for real -------------------
+
+
+def test_clean_image_without_vulnerability_db_blocks_unless_waived(
+    stack: Stack,
+    docker_host: DockerHost,
+    base_image: str,
+    make_app_repo: Callable[[dict[str, str]], AppRepo],
+    tmp_path: Path,
+) -> None:
+    dockerfile = CLEAN_DOCKERFILE.format(base=base_image)
+    pushed = build_and_push(stack, docker_host, make_app_repo, {"Dockerfile": dockerfile}, "nodb")
+    scan = run_image_scan(ScanImageConfig(image=pushed.reference, **settings(tmp_path)))  # type: ignore[arg-type]
+    assert not scan.findings and not scan.vulnerabilities_scanned
+    gate = gate_findings([scan], ScanPolicy())
+    assert not gate.passed and not gate.blocking  # nothing found, and nothing was looked for
+    assert gate.summary().startswith("scan gate blocked by vulnerabilities NOT scanned")
+    assert "--db-repository" in gate.summary()
+    assert "waive_missing_vulnerability_data" in gate.summary()
+    with pytest.raises(PolicyError, match="vulnerabilities NOT scanned"):
+        check_gate([scan], ScanPolicy(), pushed.reference)
+    waived = gate_findings([scan], ScanPolicy(waive_missing_vulnerability_data=True))
+    assert waived.passed and waived.waived
+    assert waived.verdict().startswith("vulnerabilities NOT scanned (waived)")
+    assert "passed (no findings)" not in waived.verdict()
+
+
+@pytest.mark.slow
+def test_stack_serves_trivy_db_as_oci_artifact_and_scans_find_real_vulnerabilities(
+    stack: Stack,
+    docker_host: DockerHost,
+    base_image: str,
+    make_app_repo: Callable[[dict[str, str]], AppRepo],
+    stack_db: str,
+    tmp_path: Path,
+) -> None:
+    from shipyard.core.oci import split_reference
+    from shipyard.core.registry import RegistryAuth, open_client
+    from shipyard.stack.trivy_db import CONFIG_MEDIA_TYPE, LAYER_MEDIA_TYPE
+
+    ref = split_reference(stack_db)
+    with open_client(RegistryAuth.for_registry(ref.registry)) as client:
+        found = client.manifest(ref.path, ref.tag or "2")
+    assert found is not None
+    manifest = found[1]
+    assert manifest["config"]["mediaType"] == CONFIG_MEDIA_TYPE
+    assert [layer["mediaType"] for layer in manifest["layers"]] == [LAYER_MEDIA_TYPE]
+
+    files = {
+        "Dockerfile": ALPINE_DOCKERFILE.format(base=base_image),
+        "requirements.txt": "requests==2.30.0\n",
+    }
+    pushed = build_and_push(stack, docker_host, make_app_repo, files, "mirror")
+    trivy = settings(tmp_path, stack_db)  # an empty cache: trivy fetches the DB artifact
+    image = run_image_scan(ScanImageConfig(image=pushed.reference, **trivy))  # type: ignore[arg-type]
+    assert (tmp_path / "trivy-cache" / "db" / "trivy.db").is_file()
+    assert image.vulnerabilities_scanned and "vuln" in image.scanners
+    assert image.vuln_db == "v2 2026-11-27T00:00:00Z"
+    vulns = {(f.id, f.package, f.severity) for f in image.findings}
+    assert ("CVE-2099-0001", "busybox", "CRITICAL") in vulns
+    gate = gate_findings([image], ScanPolicy())
+    assert not gate.passed and gate.blocking[0].id == "CVE-2099-0001"
+    assert "NOT scanned" not in gate.summary()
+
+
+def test_mirror_without_a_db_is_a_config_error(stack: Stack, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no trivy DB at"):
+        run_source_scan(
+            ScanSourceConfig(
+                source_dir=str(tmp_path),
+                **settings(tmp_path, f"{stack.registry}/no/such-db:2"),  # type: ignore[arg-type]
+            )
+        )
