@@ -147,9 +147,12 @@ def seed_blocks(env: dict[str, str], gitops_url: str) -> None:
     KubernetesCluster(name=CLUSTER_BLOCK, kubeconfig_path=env.get("KUBECONFIG")).save(
         CLUSTER_BLOCK, overwrite=True
     )
-    RegistryCredentials(registry=env["SHIPYARD_REGISTRY"], insecure=True).save(
-        REGISTRY_BLOCK, overwrite=True
-    )
+    RegistryCredentials(
+        registry=env["SHIPYARD_REGISTRY"],
+        insecure=True,
+        # the stack's trivy DB mirror (`stack up` serves it): flow pods' scans use it
+        trivy_db_repository=env.get("SHIPYARD_TRIVY_DB_REPOSITORY"),
+    ).save(REGISTRY_BLOCK, overwrite=True)
     if endpoint := env.get("SHIPYARD_S3_ENDPOINT"):
         from prefect_aws import AwsCredentials
         from pydantic import SecretStr

@@ -188,9 +188,29 @@ def stack_up(
         for spec in reversed(launched):
             process.stop(layout, spec.name)
         raise
-    write_env_file(layout, env_values(layout, resolved))
+    values = env_values(layout, resolved)
+    if db := serve_trivy_db(values["SHIPYARD_REGISTRY"], say):
+        values["SHIPYARD_TRIVY_DB_REPOSITORY"] = db
+    write_env_file(layout, values)
     ordered = [statuses[s.name] for s in specs]
     return StackReport(ordered, time.monotonic() - started_at, layout.env_file)
+
+
+def serve_trivy_db(registry: str, say: Progress) -> str | None:
+    """Push the stack's trivy DB to its registry (see :mod:`shipyard.stack.trivy_db`);
+    its reference, or None (said why) when it cannot be built here: scans then block on
+    missing vulnerability data unless a policy waives it."""
+    from shipyard.core.errors import ShipyardError
+    from shipyard.stack.trivy_db import ensure_trivy_db
+
+    started = time.monotonic()
+    try:
+        ref = ensure_trivy_db(registry)
+    except ShipyardError as exc:
+        say(f"trivy-db not served: {exc}")
+        return None
+    say(f"trivy-db served as {ref} ({time.monotonic() - started:.1f}s)")
+    return ref
 
 
 def _wait_healthy(
