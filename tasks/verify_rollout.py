@@ -428,6 +428,19 @@ class _Pump(threading.Thread):
                 return
 
 
+def require_namespace(kube: KubeClient, namespace: str, workload: str) -> None:
+    """ConfigError naming ``namespace`` when the cluster has no such namespace.
+
+    A workload can appear after verification starts (a sync still applying), but its
+    namespace missing is a mistake no wait can fix: the API answers a list in a missing
+    namespace with an empty one, so without this check the whole timeout would pass.
+    """
+    if kube.get(f"/api/v1/namespaces/{namespace}") is None:
+        raise ConfigError(
+            f"namespace {namespace!r} does not exist in the cluster (verifying {workload})"
+        )
+
+
 def watch_rollout(
     kube: KubeClient,
     config: VerifyConfig,
@@ -450,6 +463,8 @@ def watch_rollout(
     workload: JSON | None = workloads[0] if workloads else None
     if workload is not None:
         workload.setdefault("kind", config.kind)
+    else:
+        require_namespace(kube, config.namespace, config.workload)
     pods: dict[str, JSON] = {}
     events: queue.Queue[tuple[str, JSON]] = queue.Queue()
     pumps: list[_Pump] = []

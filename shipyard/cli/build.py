@@ -183,8 +183,11 @@ def register(app: typer.Typer) -> None:
         json_out: JsonOut = False,
     ) -> None:
         """Build an image from a commit (skipped when the registry already has it)."""
+        from shipyard.cli.options import image_name, image_tags
         from tasks.build_image import BuildImageConfig, run_build
 
+        image_name(image)
+        image_tags(tag)
         args: dict[str, str] = {}
         for item in build_arg or []:
             key, sep, value = item.partition("=")
@@ -225,11 +228,13 @@ def register(app: typer.Typer) -> None:
         json_out: JsonOut = False,
     ) -> None:
         """Push local tags of IMAGE; print the immutable reference repo@sha256:..."""
+        from shipyard.cli.options import image_name, image_tags
         from shipyard.cli.runner import run_flow
         from shipyard.core.oci import split_repository
         from tasks.push_image import PushImageConfig
 
-        registry, _ = split_repository(image)
+        registry, _ = split_repository(image_name(image))
+        image_tags(tag)
         config = _validated(PushImageConfig, repository=image, tags=tag)
         from flows import steps
 
@@ -269,12 +274,12 @@ def register(app: typer.Typer) -> None:
         json_out: JsonOut = False,
     ) -> None:
         """Scan an image (and its source) with trivy and apply the gate; exit 1 if blocked."""
+        from shipyard.cli.options import image_reference
         from shipyard.cli.runner import run_flow
-        from shipyard.core.oci import split_repository
         from tasks.scan_image import ScanConfig
 
+        registry = image_reference(image).registry
         policy = load_policy(fail_on, ignore_unfixed, ignorefile)
-        registry, _ = split_repository(image.split("@", 1)[0])
         config = _validated(
             ScanConfig,
             image=image,

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 import typer
 
 from shipyard.cli.runner import run_flow
-from shipyard.core.errors import PermanentError
+from shipyard.core.errors import ConfigError, PermanentError
 
 # service -> environment variable naming its address (as `shipyard stack up` writes it)
 ADDRESS_VARIABLES = {
@@ -37,8 +37,9 @@ def _probe_directly(addresses: dict[str, str]) -> list[Any]:
     from tasks.steps.stack import check_service
 
     if not addresses:
-        raise PermanentError(
-            "no services to check: run 'shipyard stack up' and source .shipyard/env"
+        raise ConfigError(
+            f"no stack found from {os.getcwd()}: run 'shipyard stack up' in the project "
+            "(commands find its .shipyard/ from any subdirectory), or set SHIPYARD_STATE_DIR"
         )
     results = [check_service.fn(name, address) for name, address in addresses.items()]
     failed = [r.service for r in results if not r.ok]

@@ -2,14 +2,17 @@
 
 Contracts:
 
-- ``shipyard verify --kubeconfig FILE --namespace NS --workload KIND/NAME [--digest D]
+- ``shipyard verify [--kubeconfig FILE] --namespace NS --workload KIND/NAME [--digest D]
   [--timeout S] [--json]``: exit 0 healthy, 1 unhealthy or timed out, 2 unusable input;
   ``--json`` prints ``{"healthy", "reason", "ready", "desired", "images", "seconds"}``.
-- ``shipyard sync --driver apply --kubeconfig FILE --repo-dir DIR --path SUBPATH
+- ``shipyard sync --driver apply [--kubeconfig FILE] --repo-dir DIR --path SUBPATH
   --namespace NS [--json]`` (``--driver argocd --application NAME``,
   ``--driver argocd --argocd-url URL`` with ``ARGOCD_AUTH_TOKEN``, or ``--driver flux
   --kustomization NAME``): exit 0 synced, 1 failed, 2 unusable input; ``--json`` prints
   ``{"revision", "driver", "applied", "pruned", "seconds"}``.
+
+Without ``--kubeconfig`` the cluster is ``$KUBECONFIG``, else the local stack's, else
+``~/.kube/config`` (:func:`shipyard.cli.options.resolve_kubeconfig`, as every command).
 """
 
 from __future__ import annotations
@@ -36,12 +39,12 @@ def _validation(exc: ValidationError, what: str) -> ConfigError:
 
 
 def _cluster(kubeconfig: Path | None) -> Any:
-    """The cluster block the steps connect through (``$KUBECONFIG`` when not given)."""
+    """The cluster block the steps connect through (the kubeconfig found as every
+    command finds it: :func:`shipyard.cli.options.resolve_kubeconfig`)."""
     from blocks.cluster import KubernetesCluster
+    from shipyard.cli.options import resolve_kubeconfig
 
-    if kubeconfig is not None and not kubeconfig.is_file():
-        raise ConfigError(f"--kubeconfig {str(kubeconfig)!r} is not a file")
-    return KubernetesCluster(kubeconfig_path=str(kubeconfig) if kubeconfig else None)
+    return KubernetesCluster(kubeconfig_path=str(resolve_kubeconfig(kubeconfig)))
 
 
 def register(app: typer.Typer) -> None:
@@ -55,7 +58,10 @@ def register(app: typer.Typer) -> None:
             typer.Option("--workload", help="deployment/NAME, statefulset/NAME, daemonset/NAME."),
         ] = "",
         kubeconfig: Annotated[
-            Path | None, typer.Option("--kubeconfig", help="kubeconfig file.")
+            Path | None,
+            typer.Option(
+                "--kubeconfig", help="kubeconfig file (default $KUBECONFIG, the stack's)."
+            ),
         ] = None,
         digest: Annotated[
             str | None, typer.Option("--digest", help="sha256:... the pods must run.")
@@ -95,7 +101,10 @@ def register(app: typer.Typer) -> None:
     def sync_command(
         driver: Annotated[str, typer.Option("--driver", help="apply, argocd or flux.")] = "apply",
         kubeconfig: Annotated[
-            Path | None, typer.Option("--kubeconfig", help="kubeconfig file.")
+            Path | None,
+            typer.Option(
+                "--kubeconfig", help="kubeconfig file (default $KUBECONFIG, the stack's)."
+            ),
         ] = None,
         repo_dir: Annotated[
             str | None, typer.Option("--repo-dir", help="apply: GitOps working tree (or URL).")
@@ -157,7 +166,9 @@ def register(app: typer.Typer) -> None:
             source=source,
             flux_namespace=flux_namespace,
         )
-        cluster = _cluster(kubeconfig if needs_cluster(config) else None)
+        from blocks.cluster import KubernetesCluster
+
+        cluster = _cluster(kubeconfig) if needs_cluster(config) else KubernetesCluster()
         from flows import steps
 
         result = run_flow(steps.sync_step, steps.sync_steps, cluster, config)

@@ -19,7 +19,12 @@ from shipyard.core.errors import ConfigError
 
 JsonOut = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
 Kubeconfig = Annotated[
-    Path, typer.Option("--kubeconfig", help="kubeconfig of the cluster.", show_default=False)
+    Path | None,
+    typer.Option(
+        "--kubeconfig",
+        help="kubeconfig of the cluster (default $KUBECONFIG, then the local stack's).",
+        show_default=False,
+    ),
 ]
 Bucket = Annotated[str, typer.Option("--bucket", help="S3 bucket holding the backups.")]
 Prefix = Annotated[str, typer.Option("--prefix", help="Key prefix of the backups.")]
@@ -30,12 +35,15 @@ Endpoint = Annotated[
 DEFAULT_PREFIX = "shipyard-backups"
 
 
-def _where(kubeconfig: Path, bucket: str, prefix: str, s3_endpoint: str | None) -> dict[str, Any]:
-    """The cluster and storage arguments both flows take; ConfigError without a kubeconfig."""
-    if not kubeconfig.is_file():
-        raise ConfigError(f"kubeconfig {kubeconfig} does not exist")
+def _where(
+    kubeconfig: Path | None, bucket: str, prefix: str, s3_endpoint: str | None
+) -> dict[str, Any]:
+    """The cluster and storage arguments both flows take; the kubeconfig is found as
+    every command finds it (flag, $KUBECONFIG, the stack's), ConfigError without one."""
+    from shipyard.cli.options import resolve_kubeconfig
+
     return {
-        "kubeconfig": str(kubeconfig),
+        "kubeconfig": str(resolve_kubeconfig(kubeconfig)),
         "bucket": bucket,
         "prefix": prefix,
         "s3_endpoint": s3_endpoint,
@@ -47,11 +55,11 @@ def register(app: typer.Typer) -> None:
 
     @app.command("backup")
     def backup_cmd(
-        kubeconfig: Kubeconfig,
         namespaces: Annotated[
             str, typer.Option("--namespaces", help="Comma-separated namespaces to back up.")
         ],
         bucket: Bucket,
+        kubeconfig: Kubeconfig = None,
         prefix: Prefix = DEFAULT_PREFIX,
         s3_endpoint: Endpoint = None,
         json_out: JsonOut = False,
@@ -80,8 +88,8 @@ def register(app: typer.Typer) -> None:
 
     @app.command("restore-drill")
     def restore_drill_cmd(
-        kubeconfig: Kubeconfig,
         bucket: Bucket,
+        kubeconfig: Kubeconfig = None,
         prefix: Prefix = DEFAULT_PREFIX,
         s3_endpoint: Endpoint = None,
         backup: Annotated[

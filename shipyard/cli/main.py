@@ -26,6 +26,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "shipyard.cli.bridge",
     "shipyard.cli.deliver_steps",
     "shipyard.cli.dr",
+    "shipyard.cli.runs",
 )
 
 EXIT_OK = 0

@@ -14,7 +14,10 @@ from shipyard.stack import StackLayout, StackReport, stack_down, stack_status, s
 
 StateDir = Annotated[
     Path | None,
-    typer.Option("--state-dir", help="Where the stack keeps its state (default .shipyard/)."),
+    typer.Option(
+        "--state-dir",
+        help="Where the stack keeps its state (default: the nearest .shipyard/ up the tree).",
+    ),
 ]
 JsonOut = Annotated[bool, typer.Option("--json", help="Print a JSON report instead of a table.")]
 
@@ -68,7 +71,7 @@ def _print(report: StackReport, json_out: bool, verb: str) -> None:
     for s in report.services:
         table.add_row(
             s.name,
-            "yes" if s.healthy else "no",
+            "yes" if s.healthy else ("not started" if s.ok else "no"),
             str(s.pid or "-"),
             s.address,
             "-" if s.seconds is None else f"{s.seconds:.1f}s",

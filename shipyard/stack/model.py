@@ -21,6 +21,26 @@ DEFAULT_PORTS: dict[str, int] = {
 }
 
 
+def find_state_dir(start: str | os.PathLike[str] | None = None) -> Path:
+    """The stack's state directory for commands run in ``start`` (default: the cwd).
+
+    Found the way git finds ``.git``: the nearest ``.shipyard/`` in ``start`` or one of
+    its parents, so every command works from any subdirectory of the project. With none
+    yet (before the first ``stack up``) it is ``.shipyard/`` at the top of the enclosing
+    git work tree, else in ``start`` itself, so ``stack up`` from a subdirectory of a
+    fresh checkout still puts the state where the next command will look for it.
+    """
+    here = Path(start or Path.cwd()).resolve()
+    lineage = (here, *here.parents)
+    for directory in lineage:
+        if (directory / DEFAULT_STATE_DIR).is_dir():
+            return directory / DEFAULT_STATE_DIR
+    for directory in lineage:
+        if (directory / ".git").exists():
+            return directory / DEFAULT_STATE_DIR
+    return here / DEFAULT_STATE_DIR
+
+
 @dataclass(frozen=True)
 class StackLayout:
     """Where one stack keeps its state: pids, logs, data, config and the env file."""
@@ -30,8 +50,9 @@ class StackLayout:
 
     @classmethod
     def from_env(cls, state_dir: str | os.PathLike[str] | None = None) -> StackLayout:
-        """The layout for ``state_dir``, else $SHIPYARD_STATE_DIR, else ./.shipyard."""
-        root = state_dir or os.environ.get("SHIPYARD_STATE_DIR") or DEFAULT_STATE_DIR
+        """The layout for ``state_dir``, else $SHIPYARD_STATE_DIR, else the ``.shipyard/``
+        found by walking up from the working directory (:func:`find_state_dir`)."""
+        root = state_dir or os.environ.get("SHIPYARD_STATE_DIR") or find_state_dir()
         return cls(Path(root).resolve())
 
     @property
@@ -98,6 +119,14 @@ class ServiceStatus:
     address: str
     seconds: float | None = None
     note: str = ""
+    # Started on demand (the bridge and the worker, by `shipyard demo`), not by `up`:
+    # one that is not running is reported, but does not make the stack unhealthy.
+    optional: bool = False
+
+    @property
+    def ok(self) -> bool:
+        """Healthy, or an optional service that simply is not running."""
+        return self.healthy or (self.optional and not self.running)
 
 
 @dataclass
@@ -110,7 +139,8 @@ class StackReport:
 
     @property
     def healthy(self) -> bool:
-        return all(s.healthy for s in self.services)
+        """Every service is healthy (optional ones only if they run)."""
+        return all(s.ok for s in self.services)
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -126,6 +156,7 @@ class StackReport:
                     "address": s.address,
                     "seconds": None if s.seconds is None else round(s.seconds, 3),
                     "note": s.note,
+                    "optional": s.optional,
                 }
                 for s in self.services
             ],

@@ -115,3 +115,18 @@ def tail(path: Path, lines: int = 5) -> str:
     except FileNotFoundError:
         return ""
     return "\n".join(text.rstrip().splitlines()[-lines:])
+
+
+def option_of(pid: int, option: str) -> str | None:
+    """The value given to ``option`` on process ``pid``'s command line, if any (Linux)."""
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return None
+    words = [w.decode(errors="replace") for w in raw.split(b"\0")]
+    for word, following in zip(words, [*words[1:], ""], strict=True):
+        if word == option:
+            return following or None
+        if word.startswith(f"{option}="):
+            return word.partition("=")[2] or None
+    return None
