@@ -23,7 +23,7 @@ from shipyard.stack.model import (
     StackLayout,
     StackReport,
 )
-from shipyard.stack.probes import free_port, tcp_open
+from shipyard.stack.probes import free_port, http_ok, tcp_open
 from shipyard.stack.services import (
     S3_TEST_CREDENTIALS,
     bridge_secret,
@@ -74,8 +74,6 @@ def build_specs(layout: StackLayout, ports: dict[str, int]) -> list[ServiceSpec]
         git_spec(layout, ports["git"]),
     ]
     if _sim_available():
-        from shipyard.stack.probes import http_ok
-
         port = ports["kube"]
         specs.append(
             ServiceSpec(
@@ -271,7 +269,12 @@ def stack_down(
 
 
 def stack_status(layout: StackLayout) -> StackReport:
-    """Each service's pid and health, without starting or stopping anything."""
+    """Each service's pid and health, without starting or stopping anything.
+
+    The bridge and the Kubernetes worker, which `shipyard demo` starts under the same
+    state directory, are listed too; when they are not running they are reported as
+    such without making the stack unhealthy.
+    """
     started_at = time.monotonic()
     ports = layout.load_ports()
     statuses: list[ServiceStatus] = []
@@ -284,7 +287,29 @@ def stack_status(layout: StackLayout) -> StackReport:
                     spec.name, pid is not None, healthy, pid, _address(spec.name, layout, ports)
                 )
             )
+        statuses += [_bridge_status(layout, ports), _worker_status(layout)]
     return StackReport(statuses, time.monotonic() - started_at, layout.env_file)
+
+
+def _bridge_status(layout: StackLayout, ports: dict[str, int]) -> ServiceStatus:
+    """The registry-event bridge: running when its pid lives, healthy when /healthz answers."""
+    pid = process.read_pid(layout, "bridge")
+    address = _address("bridge", layout, ports)
+    healthy = pid is not None and bool(address) and http_ok(f"{address}/healthz")
+    note = "" if pid is not None else "not started (shipyard demo starts it)"
+    return ServiceStatus("bridge", pid is not None, healthy, pid, address, note=note, optional=True)
+
+
+def _worker_status(layout: StackLayout) -> ServiceStatus:
+    """The Prefect Kubernetes worker: healthy while its process runs (it polls the pool
+    named on its command line, shown as its address)."""
+    pid = process.read_pid(layout, "worker")
+    pool = process.option_of(pid, "--pool") if pid is not None else None
+    note = "" if pid is not None else "not started (shipyard demo starts it)"
+    address = f"work pool {pool}" if pool else ""
+    return ServiceStatus(
+        "worker", pid is not None, pid is not None, pid, address, note=note, optional=True
+    )
 
 
 def _port_key(service: str) -> str:
