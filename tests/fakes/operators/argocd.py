@@ -152,8 +152,8 @@ class ArgoCDController(Operator):
         namespace = str((spec.get("destination") or {}).get("namespace") or "default")
         try:
             sha, files = self.cache.fetch(
-                str(source.get("repoURL")), branch, revision, str(source.get("path") or ".")
-            )
+                str(source.get("repoURL")), branch, revision, "."
+            )  # the whole tree: overlays reach ../base, as Argo CD's repo server allows
             objects = render(files, str(source.get("path") or "."))
             applied, pruned = apply_objects(
                 self.kube,

@@ -188,7 +188,7 @@ class FluxController(Operator):
                 str((source or {}).get("spec", {}).get("url")),
                 branch,
                 sha,
-                str(spec.get("path") or "."),
+                ".",  # the whole tree: overlays reach ../base, as Flux's artifact holds it
             )
             objects = render(files, str(spec.get("path") or "."))
             apply_objects(
