@@ -27,16 +27,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from git import Repo
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from shipyard.core.errors import PermanentError, TransientError
+from shipyard.core.errors import ConfigError, PermanentError, TransientError
 from shipyard.core.git import (
     GitWriteConfig,
+    add_trailers,
     backoff_delay,
     clone,
     commit_files,
     fetch_branch,
     push_head,
+    validate_trailers,
 )
 from shipyard.core.oci import ImageRef, split_reference
 from tasks.set_image import Change, SetImageConfig, set_image
@@ -61,6 +63,25 @@ class ImageUpdate(BaseModel):
     app: str = Field("", description="App name, for the message.")
     environment: str = Field("", description="Environment name, for the message.")
     source_commit: str = Field("", description="Source commit the image was built from.")
+    trailers: dict[str, str] = Field(
+        default_factory=dict,
+        description="Trailers the commit carrying this update ends with, e.g. a promotion's "
+        "{'Approved-by': <who>, 'Reason': <why>} (shipyard.core.git.approval_trailers).",
+    )
+
+    @field_validator("trailers")
+    @classmethod
+    def _trailers(cls, value: dict[str, str]) -> dict[str, str]:
+        try:
+            return validate_trailers(value)
+        except ConfigError as exc:
+            raise ValueError(exc.message) from None
+
+    def with_trailers(self, trailers: Mapping[str, str]) -> ImageUpdate:
+        """This update with ``trailers`` added (e.g. once an approval has been given)."""
+        return self.model_copy(
+            update={"trailers": validate_trailers({**self.trailers, **trailers})}
+        )
 
 
 @dataclass(frozen=True)
@@ -99,7 +120,9 @@ def render_message(
 ) -> str:
     """The commit message for ``updates``: the template per update, batched under a summary.
 
-    Trailer lines whose value is empty (``Digest: ``) are dropped.
+    Trailer lines whose value is empty (``Digest: ``) are dropped. The write's
+    ``config.trailers`` and every update's own ``trailers`` end the message as git
+    trailers (``git interpret-trailers --parse`` lists them), once each.
     """
     rendered = []
     for update, changes in updates:
@@ -123,10 +146,13 @@ def render_message(
         text = config.message_template.format(**values)
         lines = [ln for ln in text.splitlines() if not re.fullmatch(r"[A-Za-z-]+:\s*", ln)]
         rendered.append("\n".join(lines).strip())
+    trailers = [*config.trailers.items()]
+    for update, _ in updates:
+        trailers.extend(update.trailers.items())
     if len(rendered) == 1:
-        return rendered[0] + "\n"
+        return add_trailers(rendered[0] + "\n", trailers)
     head = f"shipyard: update {len(rendered)} images\n\n"
-    return head + "\n\n".join(f"* {r}" for r in rendered) + "\n"
+    return add_trailers(head + "\n\n".join(f"* {r}" for r in rendered) + "\n", trailers)
 
 
 # --- write-back ------------------------------------------------------------------------

@@ -3,7 +3,10 @@
 The environments, their order and their paths come from the app catalog in the GitOps
 repo (:mod:`shipyard.core.catalog`). :func:`plan_promotion` is pure over a working tree: it
 reads the image references environment A's files pin, checks them against the digest the
-caller verified, and returns the :class:`~tasks.git_write.ImageUpdate` for environment B.
+caller verified, and returns the :class:`~tasks.git_write.ImageUpdate` for environment B
+(carrying the promotion's trailers: ``Approved-by:`` and ``Reason:`` when a person
+approved it; a flow that asks for approval after planning adds them with
+``plan.update.with_trailers(approval_trailers(who, why))``).
 :func:`plan_promotion_in` clones the repo and plans there; :func:`promote_image` plans and
 pushes to the target environment's branch (targets that take changes through a pull
 request are refused: the flow opens one). The tasks ``plan_promote`` and ``promote`` are
@@ -21,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from shipyard.core.catalog import App, Catalog, Environment, load_catalog
 from shipyard.core.errors import ConfigError, PolicyError
-from shipyard.core.git import GitWriteConfig, clone
+from shipyard.core.git import GitWriteConfig, clone, validate_trailers
 from shipyard.core.oci import validate_digest
 from tasks.git_write import ImageUpdate, WriteBackResult, push_updates
 from tasks.set_image import SetImageConfig, find_images
@@ -52,6 +55,19 @@ class PromoteImageConfig(BaseModel):
         "from_environment pins in git is used (it must pin exactly one).",
     )
     source_commit: str = Field("", description="Source commit, for the commit message.")
+    trailers: dict[str, str] = Field(
+        default_factory=dict,
+        description="Trailers of the promotion commit, e.g. approval_trailers(who, why) "
+        "for Approved-by: and Reason:.",
+    )
+
+    @field_validator("trailers")
+    @classmethod
+    def _trailers(cls, value: dict[str, str]) -> dict[str, str]:
+        try:
+            return validate_trailers(value)
+        except ConfigError as exc:
+            raise ValueError(exc.message) from None
 
     @field_validator("digest")
     @classmethod
@@ -114,6 +130,7 @@ def plan_promotion(workdir: str | Path, catalog: Catalog, config: PromoteImageCo
         app=app.name,
         environment=target.name,
         source_commit=config.source_commit,
+        trailers=config.trailers,
     )
     return Promotion(update, source, target)
 

@@ -10,9 +10,13 @@ A commit that is already reverted on the branch is a no-op (rollback is idempote
 retried rollback does not revert the revert). A revert that conflicts with later commits
 is a :class:`PermanentError`: a person has to decide.
 
+Every revert carries the trailer, with :data:`NO_REASON` when no reason was recorded (a
+caller's failure rolled the delivery back), so ``git log`` always answers "why".
+
 Layers: :class:`RevertConfig`, the git core :func:`revert_commit` (gitpython + the real
-``git`` binary, on the clone, push and error translation of :mod:`shipyard.core.git`),
-and the thin task ``revert_manifest_commit`` in :mod:`tasks.steps.gitops`.
+``git`` binary, on the clone, push, trailer and error translation helpers of
+:mod:`shipyard.core.git`), and the thin task ``revert_manifest_commit`` in
+:mod:`tasks.steps.gitops`.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from shipyard.core.errors import PermanentError, TransientError
 from shipyard.core.git import (
     CloneConfig,
     GitWriteConfig,
+    add_trailers,
     author_env,
     backoff_delay,
     clone,
@@ -39,7 +44,11 @@ from shipyard.core.git import (
     push_head,
 )
 
-__all__ = ["RevertConfig", "RevertResult", "revert_commit"]
+__all__ = ["NO_REASON", "RevertConfig", "RevertResult", "revert_commit"]
+
+NO_REASON = "rolled back without a recorded reason"
+"""The ``Reason:`` of a revert nobody gave a reason for (e.g. a caller's failure rolled it
+back): every revert commit carries the trailer, so ``git log`` always answers "why"."""
 
 _SHA = re.compile(r"^[0-9a-f]{7,40}$")
 
@@ -51,7 +60,11 @@ class RevertConfig(BaseModel):
 
     commit: str = Field(description="The manifest commit to undo (sha).")
     branch: str = Field("main", description="Branch the commit is on and the revert goes to.")
-    reason: str = Field("", description="Why: becomes the commit's Reason: trailer.")
+    reason: str = Field(
+        "",
+        description="Why: becomes the commit's Reason: trailer (folded to one line; "
+        "empty: NO_REASON).",
+    )
     author_name: str = Field("Shipyard", description="Author and committer name.")
     author_email: str = Field("shipyard@localhost", description="Author and committer email.")
     max_attempts: int = Field(8, ge=1, le=100, description="Push attempts before giving up.")
@@ -96,10 +109,10 @@ def _make_revert(repo: Repo, sha: str, config: RevertConfig) -> str:
     """Create the revert commit of ``sha`` on the current HEAD; return its sha."""
     summary = repo.commit(sha).summary
     subject = summary.decode("utf-8", "replace") if isinstance(summary, bytes) else summary
-    message = f'Revert "{subject}"\n\nThis reverts commit {sha}.\n'
-    if config.reason:
-        reason = " ".join(config.reason.split())[:500]
-        message += f"\nReason: {reason}\n"
+    message = add_trailers(
+        f'Revert "{subject}"\n\nThis reverts commit {sha}.\n',
+        {"Reason": config.reason.strip() or NO_REASON},
+    )
     with repo.git.custom_environment(**author_env(config.author_name, config.author_email)):
         try:
             repo.git.revert("--no-edit", "--no-commit", sha)

@@ -4,12 +4,21 @@ Files in, changes out: :func:`plan_set_image` maps file texts to new file texts 
 list of :class:`Change` (no git, no Prefect, no network), and :func:`set_image` wraps it
 with reading and writing files under a working tree. Three layouts are understood:
 
-* kustomization ``images:`` entries (``name``/``newName``/``newTag``/``digest``);
+* kustomization ``images:`` entries (``name``/``newName``/``newTag``/``digest``), matched
+  as kustomize means them: the entry whose effective image (``newName``, else ``name``)
+  is the image. Next to such an entry only the entry changes, as with ``kustomize edit
+  set image``: the manifests that kustomization renders keep what they say;
 * Helm values: any mapping whose ``repository`` (optionally ``registry/repository``)
   is the image, with ``tag``/``digest`` siblings; any ``*image`` key holding a whole
-  reference ``repo:tag``; and explicit key paths when configured (:class:`ValuesKeys`);
+  reference ``repo:tag``; and explicit key paths when configured (:class:`ValuesKeys`),
+  in values files and in a Flux HelmRelease's ``spec.values``. A chart's ``templates/``
+  and ``Chart.yaml`` are not values and are skipped;
 * plain manifests, multi-document: containers and initContainers of Deployment,
   StatefulSet, DaemonSet, ReplicaSet, Job, CronJob, Pod and Argo Rollout.
+
+Names match as Docker resolves them (``mongo`` is ``docker.io/library/mongo``), never by
+prefix. A tag is always written so that it loads back as the exact string (``tag: "10"``,
+not the number 10), also when the text was already equal.
 
 Edits are targeted byte replacements at the spans the YAML parser reports for the
 scalars concerned, so comments, quoting, key order, Flux ``# {"$imagepolicy": ...}``
@@ -28,6 +37,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
+import posixpath
 import re
 import stat
 import tempfile
@@ -45,6 +55,7 @@ from shipyard.core.errors import ConfigError, PermanentError
 from shipyard.core.oci import (
     ImageRef,
     parse_reference,
+    same_name,
     validate_digest,
     validate_name,
     validate_tag,
@@ -65,6 +76,11 @@ WORKLOAD_KINDS = frozenset(
 )
 KUSTOMIZATION_FILES = frozenset({"kustomization.yaml", "kustomization.yml", "Kustomization"})
 YAML_SUFFIXES = (".yaml", ".yml")
+CHART_FILES = frozenset({"Chart.yaml", "Chart.lock"})
+"""A chart's metadata: never a values file (``appVersion`` is not an image tag)."""
+HELM_RELEASE_API = "helm.toolkit.fluxcd.io/"
+_KUSTOMIZE_LIST_FIELDS = ("resources", "bases", "components", "patchesStrategicMerge")
+_KUSTOMIZE_PATH_FIELDS = ("patches", "patchesJson6902")
 
 
 # --- configuration -------------------------------------------------------------------
@@ -223,6 +239,13 @@ class _Location:
 class _FileScan:
     found: set[str] = field(default_factory=set)
     locations: list[_Location] = field(default_factory=list)
+    claims: bool = False
+    """A kustomization of this file has an ``images:`` entry for the image (by ``name`` or
+    by what it becomes): it decides the image of everything it renders."""
+    hints: list[str] = field(default_factory=list)
+    renders: list[str] = field(default_factory=list)
+    """Paths a kustomization of this file renders (resources, components, patches),
+    relative to the working tree, not yet resolved to files."""
 
 
 def plan_set_image(files: Mapping[str, str], config: SetImageConfig) -> SetImageResult:
@@ -235,11 +258,14 @@ def plan_set_image(files: Mapping[str, str], config: SetImageConfig) -> SetImage
     changes: list[Change] = []
     new_files: dict[str, str] = {}
     found: set[str] = set()
+    hints: list[str] = []
     matched = False
+    scans = _scan_tree(files, config)
     for rel in sorted(files):
         text = files[rel]
-        scan = _scan_file(rel, text, config)
+        scan = scans[rel]
         found |= scan.found
+        hints += scan.hints
         if scan.locations:
             matched = True
         edits: list[_Edit] = []
@@ -255,12 +281,64 @@ def plan_set_image(files: Mapping[str, str], config: SetImageConfig) -> SetImage
                 _check_result(rel, new_text, config)
                 new_files[rel] = new_text
     if not matched:
+        if hints:
+            raise ConfigError(
+                f"image {config.image!r} is renamed away under {config.path!r}: " + "; ".join(hints)
+            )
         listed = ", ".join(sorted(found)[:20]) or "none"
         more = f" and {len(found) - 20} more" if len(found) > 20 else ""
         raise ConfigError(
             f"image {config.image!r} not found under {config.path!r} (images there: {listed}{more})"
         )
     return SetImageResult(changes=changes, files=new_files)
+
+
+def _scan_tree(files: Mapping[str, str], config: SetImageConfig) -> dict[str, _FileScan]:
+    """Scan every file; then drop the container images a kustomization's ``images:``
+    entry overrides.
+
+    ``kustomize edit set image`` changes one line of the kustomization and none of the
+    manifests it renders: the entry wins at build time, so editing those too would only
+    make an 11-file diff (and change the base for every other overlay). A file is
+    rendered by a kustomization when its ``resources``/``bases``/``components``/patches
+    reach it, directly or through nested kustomizations, among the files read.
+    """
+    scans = {rel: _scan_file(rel, files[rel], config) for rel in files}
+    covered: set[str] = set()
+    pending = [rel for rel, scan in scans.items() if scan.claims]
+    seen: set[str] = set(pending)
+    while pending:
+        rel = pending.pop()
+        for target in _rendered_files(scans[rel].renders, files):
+            if target in seen:
+                continue
+            seen.add(target)
+            covered.add(target)
+            if PurePosixPath(target).name in KUSTOMIZATION_FILES:
+                pending.append(target)
+    for rel in covered:  # containers only: the entry does not reach a HelmRelease's values
+        scan = scans[rel]
+        scan.locations = [loc for loc in scan.locations if not _is_container(loc)]
+    return scans
+
+
+def _is_container(location: _Location) -> bool:
+    """A workload's container image (``deployment/containers``): what ``images:`` sets."""
+    return "/" in location.kind
+
+
+def _rendered_files(paths: Iterable[str], files: Mapping[str, str]) -> Iterator[str]:
+    """The files among ``files`` that kustomization entries ``paths`` name: a file itself,
+    or a directory's kustomization file. Remote and missing entries are skipped."""
+    for path in paths:
+        if path in files:
+            yield path
+            continue
+        for name in sorted(KUSTOMIZATION_FILES):
+            candidate = posixpath.join(path, name) if path != "." else name
+            if candidate in files:
+                yield candidate
+                break
 
 
 def set_image(workdir: str | Path, config: SetImageConfig, *, write: bool = True) -> SetImageResult:
@@ -301,8 +379,9 @@ def find_images(workdir: str | Path, path: str, image: str) -> list[tuple[str, I
     root = Path(workdir).resolve()
     probe = SetImageConfig(path=path, image=image, tag="probe", digest=None)
     out: list[tuple[str, ImageRef]] = []
-    for rel, text in sorted(read_tree(root, path).items()):
-        for loc in _scan_file(rel, text, probe).locations:
+    scans = _scan_tree(read_tree(root, path), probe)
+    for rel in sorted(scans):
+        for loc in scans[rel].locations:
             out.append((rel, loc.old))
     return out
 
@@ -311,7 +390,9 @@ def read_tree(root: Path, path: str) -> dict[str, str]:
     """Read every YAML file under ``root/path`` (a file or a directory) as text.
 
     Refuses paths that escape ``root`` (also through symlinks) or do not exist. Hidden
-    directories (``.git``) are skipped. Line endings are kept as they are.
+    directories (``.git``) are skipped, and so are a Helm chart's ``templates/`` (Go
+    templates, not YAML) and its ``Chart.yaml``/``Chart.lock``: a chart directory is
+    edited through its values files. Line endings are kept as they are.
     """
     base = (root / path).resolve()
     if base != root and root not in base.parents:
@@ -339,8 +420,13 @@ def read_tree(root: Path, path: str) -> dict[str, str]:
 
 def _walk_yaml(base: Path) -> Iterator[Path]:
     for dirpath, dirnames, filenames in os.walk(base):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        chart = "Chart.yaml" in filenames
+        dirnames[:] = sorted(
+            d for d in dirnames if not d.startswith(".") and not (chart and d == "templates")
+        )
         for name in sorted(filenames):
+            if chart and name in CHART_FILES:
+                continue
             if name.endswith(YAML_SUFFIXES) or name == "Kustomization":
                 yield Path(dirpath) / name
 
@@ -370,9 +456,14 @@ def _scan_file(rel: str, text: str, config: SetImageConfig) -> _FileScan:
         kind = _scalar(_get(doc, "kind"))
         api_version = _scalar(_get(doc, "apiVersion"))
         if name in KUSTOMIZATION_FILES or (
-            kind == "Kustomization" and (api_version or "").startswith("kustomize.config.k8s.io")
+            kind in {"Kustomization", "Component"}
+            and (api_version or "").startswith("kustomize.config.k8s.io")
         ):
-            _scan_kustomization(doc, text, config, scan)
+            _scan_kustomization(doc, rel, text, config, scan)
+        elif kind == "HelmRelease" and (api_version or "").startswith(HELM_RELEASE_API):
+            values = _path(doc, ("spec", "values"))
+            if isinstance(values, MappingNode):
+                _scan_values(values, text, config, scan)
         elif kind is not None and api_version is not None:
             _scan_manifest(doc, kind, text, config, scan)
         elif kind is None:
@@ -380,9 +471,37 @@ def _scan_file(rel: str, text: str, config: SetImageConfig) -> _FileScan:
     return scan
 
 
+def _kustomize_renders(doc: MappingNode, rel: str) -> list[str]:
+    """What a kustomization renders from its own tree, as paths relative to the root."""
+    here = posixpath.dirname(rel)
+    out: list[str] = []
+
+    def add(value: str | None) -> None:
+        if value and "://" not in value and not value.startswith(("github.com/", "git@")):
+            out.append(posixpath.normpath(posixpath.join(here, value)))
+
+    for key in _KUSTOMIZE_LIST_FIELDS:
+        items = _get(doc, key)
+        if isinstance(items, SequenceNode):
+            for item in items.value:
+                add(_scalar(item))
+    for key in _KUSTOMIZE_PATH_FIELDS:
+        items = _get(doc, key)
+        if isinstance(items, SequenceNode):
+            for item in items.value:
+                add(_scalar(_get(item, "path")))
+    return out
+
+
 def _scan_kustomization(
-    doc: MappingNode, text: str, config: SetImageConfig, scan: _FileScan
+    doc: MappingNode, rel: str, text: str, config: SetImageConfig, scan: _FileScan
 ) -> None:
+    """``images:`` entries: kustomize matches ``name`` against the manifests' images, and
+    ``newName`` (when given) is what the image becomes. So the entry to edit is the one
+    whose *effective* image (``newName``, else ``name``) is the image being set; an entry
+    whose ``name`` is that image but renames it to another one pins nothing (its tag and
+    digest belong to the other image) and only tells the user where the image went."""
+    scan.renders += _kustomize_renders(doc, rel)
     images = _get(doc, "images")
     if not isinstance(images, SequenceNode):
         return
@@ -395,15 +514,20 @@ def _scan_kustomization(
         if effective is None:
             continue
         scan.found.add(effective)
-        if config.image not in {effective, name}:
+        if not same_name(effective, config.image):
+            if name is not None and same_name(name, config.image):
+                scan.claims = True
+                line = entry.start_mark.line + 1
+                scan.hints.append(f"{rel}:{line} renames it to {effective!r} (newName)")
             continue
+        scan.claims = True
         tag_node = _get(entry, "newTag")
         digest_node = _get(entry, "digest")
         old = ImageRef(effective, _scalar(tag_node), _scalar(digest_node))
         anchor = _get(entry, "newName") or _get(entry, "name")
         assert anchor is not None
         edits: list[_Edit] = []
-        if config.tag is not None and old.tag != config.tag:
+        if config.tag is not None and not _holds_string(tag_node, config.tag):
             edits.append(_set_or_insert(text, entry, anchor, tag_node, "newTag", config.tag))
         if config.digest is not None and old.digest != config.digest:
             edits.append(_set_or_insert(text, entry, anchor, digest_node, "digest", config.digest))
@@ -473,7 +597,7 @@ def _walk_values(
         full = f"{registry}/{repository}" if registry else repository
         if parse_reference(full) is not None and (_get(node, "tag") or _get(node, "digest")):
             scan.found.add(full)
-            if config.image in {full, repository}:
+            if same_name(full, config.image) or repository == config.image:
                 seen.add(id(repo_node))
                 _mapping_ref(node, repo_node, full, text, config, scan)
     for key, value in node.value:
@@ -516,20 +640,23 @@ def _explicit_keys(
         if repository is None:
             return
         scan.found.add(repository)
-        if repository != config.image:
+        if not same_name(repository, config.image):
             return
         assert repo_node is not None
         seen.add(id(repo_node))
     old = ImageRef(config.image, _scalar(tag_node), _scalar(digest_node))
     edits: list[_Edit] = []
-    if config.tag is not None and keys.tag and old.tag != config.tag:
+    if config.tag is not None and keys.tag and not _holds_string(tag_node, config.tag):
         if not isinstance(tag_node, ScalarNode):
             raise ConfigError(f"values key {keys.tag!r} is missing or not a scalar")
         edits.append(_replace_scalar(text, tag_node, config.tag, tag_key))
     if config.digest is not None and old.digest != config.digest:
-        if not isinstance(digest_node, ScalarNode):
-            raise ConfigError(f"values key {keys.digest!r} is missing; cannot set a digest")
-        edits.append(_replace_scalar(text, digest_node, config.digest, digest_key))
+        if digest_node is None and keys.digest:
+            edits.append(_insert_key(text, doc, keys.digest, config.digest, beside=tag_node))
+        elif not isinstance(digest_node, ScalarNode):
+            raise ConfigError(f"values key {keys.digest!r} is not a scalar; cannot set a digest")
+        else:
+            edits.append(_replace_scalar(text, digest_node, config.digest, digest_key))
     if config.digest is None and isinstance(digest_node, ScalarNode) and old.digest:
         edits.append(_replace_scalar(text, digest_node, ""))
     first = tag_node or digest_node
@@ -550,7 +677,7 @@ def _mapping_ref(
     old = ImageRef(full, _scalar(tag_node) or None, _scalar(digest_node) or None)
     line = repo_node.start_mark.line + 1
     edits: list[_Edit] = []
-    if config.tag is not None and old.tag != config.tag:
+    if config.tag is not None and not _holds_string(tag_node, config.tag):
         edits.append(_set_or_insert(text, node, repo_node, tag_node, "tag", config.tag))
     if config.digest is not None and old.digest != config.digest:
         if digest_node is None:
@@ -573,7 +700,7 @@ def _string_ref(
     if ref is None:
         return
     scan.found.add(ref.name)
-    if ref.name != config.image:
+    if not same_name(ref.name, config.image):
         return
     new = _apply_ref(ref, config)
     edits = [] if new == ref else [_replace_scalar(text, node, str(new))]
@@ -624,6 +751,21 @@ def _path_with_key(doc: Node, dotted: str | None) -> tuple[Node | None, Node | N
     if node is None or not isinstance(parent, MappingNode):
         return None, None
     return node, _key_node(parent, node)
+
+
+def _holds_string(node: Node | None, value: str) -> bool:
+    """True when ``node`` already loads back as exactly the string ``value``.
+
+    ``tag: 10`` holds the text "10" but loads as the number 10 (and ``tag: 1.10`` as
+    1.1), which Helm renders as a number: such a scalar needs rewriting (quoted) even
+    though its text is equal.
+    """
+    if _scalar(node) != value:
+        return False
+    assert isinstance(node, ScalarNode)
+    if node.style is not None:
+        return True
+    return bool(node.tag and node.tag.endswith(":str")) and not _NON_STRING_PLAIN.match(value)
 
 
 def _scalar(node: Node | None) -> str | None:
@@ -717,6 +859,31 @@ def _set_or_insert(
     newline = "\r\n" if text[:pos].endswith("\r\n") else "\n"
     lead = "" if text[:pos].endswith("\n") else newline
     return _Edit(pos, pos, f"{lead}{indent}{key}: {render_scalar(value, None)}{newline}")
+
+
+def _insert_key(
+    text: str, doc: MappingNode, dotted: str, value: str, *, beside: Node | None = None
+) -> _Edit:
+    """Add ``dotted``'s last key to its (existing, block-style) parent mapping, right after
+    ``beside`` when that is one of its one-line entries (the tag), else after the last
+    one: for a chart whose values have no such key yet."""
+    *parents, last = dotted.split(".")
+    parent = _path(doc, tuple(parents)) if parents else doc
+    anchors = [
+        v
+        for k, v in (parent.value if isinstance(parent, MappingNode) else [])
+        if isinstance(v, ScalarNode)
+        and v.style not in {"|", ">"}
+        and v.start_mark.line == k.start_mark.line == v.end_mark.line
+    ]
+    if not isinstance(parent, MappingNode) or not anchors:
+        where = ".".join(parents) or "the top level"
+        raise ConfigError(
+            f"values key {dotted!r} is missing and {where} has no one-line entry to add it "
+            "after; add the key by hand once"
+        )
+    anchor = next((a for a in anchors if a is beside), anchors[-1])
+    return _set_or_insert(text, parent, anchor, None, last, value)
 
 
 def _remove_pair(text: str, mapping: MappingNode, value: Node, key: str) -> _Edit:

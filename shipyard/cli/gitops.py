@@ -38,9 +38,39 @@ def register(app: typer.Typer) -> None:
         commit: Annotated[
             bool, typer.Option("--commit", help="Commit the change in --repo-dir (if any).")
         ] = False,
+        values_image_key: Annotated[
+            str | None,
+            typer.Option(
+                "--values-image-key",
+                help="Helm values: dotted key holding a whole reference repo:tag (app.image).",
+            ),
+        ] = None,
+        values_repository_key: Annotated[
+            str | None,
+            typer.Option(
+                "--values-repository-key",
+                help="Helm values: dotted key of the repository; edited only where it is IMAGE.",
+            ),
+        ] = None,
+        values_tag_key: Annotated[
+            str | None,
+            typer.Option("--values-tag-key", help="Helm values: dotted key of the tag."),
+        ] = None,
+        values_digest_key: Annotated[
+            str | None,
+            typer.Option(
+                "--values-digest-key",
+                help="Helm values: dotted key of the digest, for charts without a 'digest:' "
+                "key (added beside the tag when missing).",
+            ),
+        ] = None,
         json_out: Annotated[bool, typer.Option("--json", help="Print a JSON report.")] = False,
     ) -> None:
-        """Set IMAGE to TAG or DIGEST in kustomizations, Helm values and manifests under PATH."""
+        """Set IMAGE to TAG or DIGEST in kustomizations, Helm values and manifests under PATH.
+
+        Helm values are found by their layout (repository/tag/digest, a whole image
+        reference); a chart with other key names is named with the --values-*-key flags.
+        """
         from shipyard.cli.runner import run_flow
         from tasks.commit_local import is_git_tree
         from tasks.set_image import SetImageConfig
@@ -55,7 +85,16 @@ def register(app: typer.Typer) -> None:
             raise ConfigError(f"--repo-dir {str(repo_dir)!r} is not a directory")
         if commit and not is_git_tree(repo_dir):
             raise ConfigError(f"--commit: {str(repo_dir)!r} is not a git working tree")
-        config = SetImageConfig.parse(path=path, image=image, tag=tag, digest=digest)
+        keys = {
+            "image": values_image_key,
+            "repository": values_repository_key,
+            "tag": values_tag_key,
+            "digest": values_digest_key,
+        }
+        given = {k: v for k, v in keys.items() if v is not None}
+        config = SetImageConfig.parse(
+            path=path, image=image, tag=tag, digest=digest, values_keys=[given] if given else []
+        )
         from flows import steps
 
         edit = run_flow(steps.set_image_step, steps.set_image_steps, str(repo_dir), config, commit)

@@ -5,8 +5,10 @@ One copy of what each git-touching step needs: the settings of a clone and of a 
 sparse) :func:`clone`, :func:`commit_files`, :func:`push_head` and :func:`fetch_branch`
 with git's failures translated once, here, into the error split
 (:func:`translate_error`: a lost push race is transient, a refused credential is not),
-the jittered backoff of the never-force push loops, and the settings of a hosting API
-(:class:`HostingApi`) that blocks build and the pull-request step uses.
+the jittered backoff of the never-force push loops, the settings of a hosting API
+(:class:`HostingApi`) that blocks build and the pull-request step uses, and commit
+message trailers (:func:`add_trailers`, :func:`approval_trailers`: ``Approved-by:``,
+``Reason:``) placed where ``git interpret-trailers`` reads them.
 
 Built on gitpython and the real ``git`` binary. No Prefect, no blocks, no steps.
 """
@@ -37,6 +39,8 @@ __all__ = [
     "GitWriteConfig",
     "HostingApi",
     "NonFastForward",
+    "add_trailers",
+    "approval_trailers",
     "author_env",
     "backoff_delay",
     "clone",
@@ -47,6 +51,7 @@ __all__ = [
     "git_env",
     "push_head",
     "translate_error",
+    "validate_trailers",
 ]
 
 GIT_ENV = {"GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true", "LC_ALL": "C"}
@@ -75,6 +80,68 @@ MESSAGE_FIELDS = frozenset(
         "path",
     }
 )
+TRAILER_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]*$")
+"""A trailer key git recognises (``Approved-by``, ``Reason``): letters, digits, dashes."""
+TRAILER_VALUE_MAX = 500
+_TRAILER_LINE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]*:\s")
+
+
+# --- message trailers ----------------------------------------------------------------------
+
+
+def _fold(value: str) -> str:
+    """One line of at most :data:`TRAILER_VALUE_MAX` characters: a trailer value must not
+    start a new line, or git would read the rest as message text (or as another trailer)."""
+    return " ".join(value.split())[:TRAILER_VALUE_MAX]
+
+
+def validate_trailers(trailers: Mapping[str, str]) -> dict[str, str]:
+    """``trailers`` with valid keys and values folded to one line; ConfigError otherwise.
+
+    Empty values are dropped (an empty ``Reason:`` says nothing a reader can use).
+    """
+    out: dict[str, str] = {}
+    for key, value in trailers.items():
+        if not TRAILER_KEY.match(key):
+            raise ConfigError(f"invalid commit trailer key {key!r}: letters, digits and dashes")
+        folded = _fold(value)
+        if folded:
+            out[key] = folded
+    return out
+
+
+def approval_trailers(approver: str, reason: str) -> dict[str, str]:
+    """The trailers of an approved promotion: ``Approved-by: <who>`` and ``Reason: <why>``."""
+    return validate_trailers({"Approved-by": approver, "Reason": reason})
+
+
+def add_trailers(message: str, trailers: Mapping[str, str] | Sequence[tuple[str, str]]) -> str:
+    """``message`` with ``trailers`` at its end, where ``git interpret-trailers`` finds them.
+
+    When the message already ends in a block of ``Key: value`` lines (the default template's
+    ``Digest:``/``Source-Commit:`` lines), the new ones join that block; otherwise they
+    start one after a blank line. A pair already present is not repeated. Keys and values
+    are validated and folded to one line (:func:`validate_trailers`).
+    """
+    pairs = list(trailers.items()) if isinstance(trailers, Mapping) else list(trailers)
+    lines = message.rstrip("\n").split("\n") if message.strip() else []
+    block_start = len(lines)
+    while block_start > 0 and _TRAILER_LINE.match(lines[block_start - 1]):
+        block_start -= 1
+    in_block = block_start < len(lines) and block_start > 0 and not lines[block_start - 1]
+    existing = set(lines[block_start:]) if in_block else set()
+    new = []
+    for key, value in pairs:
+        for k, v in validate_trailers({key: value}).items():
+            line = f"{k}: {v}"
+            if line not in existing:
+                existing.add(line)
+                new.append(line)
+    if not new:
+        return message
+    if not in_block:
+        lines.append("")
+    return "\n".join([*lines, *new]) + "\n"
 
 
 # --- settings ------------------------------------------------------------------------------
@@ -121,6 +188,11 @@ class GitWriteConfig(CloneConfig):
         description="Commit message; fields: " + ", ".join(sorted(MESSAGE_FIELDS)) + ".",
     )
     flow_run_url: str | None = Field(None, description="Link to the flow run, for the message.")
+    trailers: dict[str, str] = Field(
+        default_factory=dict,
+        description="Trailers every commit of this write ends with, e.g. "
+        "{'Approved-by': 'ana', 'Reason': 'release 2.1'} (see approval_trailers).",
+    )
     max_attempts: int = Field(8, ge=1, le=100, description="Push attempts before giving up.")
     backoff_seconds: float = Field(0.2, ge=0, description="First retry delay; doubles, jittered.")
     backoff_max_seconds: float = Field(5.0, ge=0, description="Cap of one retry delay.")
@@ -136,6 +208,14 @@ class GitWriteConfig(CloneConfig):
         if unknown:
             raise ValueError(f"message template has unknown fields {sorted(unknown)}")
         return value
+
+    @field_validator("trailers")
+    @classmethod
+    def _trailers(cls, value: dict[str, str]) -> dict[str, str]:
+        try:
+            return validate_trailers(value)
+        except ConfigError as exc:
+            raise ValueError(exc.message) from None
 
 
 @dataclass(frozen=True)

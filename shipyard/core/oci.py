@@ -31,8 +31,10 @@ __all__ = [
     "TAG_RE",
     "ImageRef",
     "has_registry_host",
+    "normalize_name",
     "parse_reference",
     "require_registry_host",
+    "same_name",
     "split_reference",
     "split_repository",
     "validate_digest",
@@ -133,14 +135,25 @@ def validate_tag(tag: str) -> str:
 
 
 def validate_digest(digest: str) -> str:
-    """Return ``digest`` if it is a valid OCI digest (``sha256:<64 hex>`` and friends)."""
+    """Return ``digest`` if it is a digest a registry can serve: ``sha256:<64 hex>`` or
+    ``sha512:<128 hex>``.
+
+    The OCI image spec registers only these two algorithms; anything else (``md5:...``)
+    matches the reference grammar but names no content a registry would resolve, so a
+    value we are about to pin is refused here rather than at pull time.
+    """
     if not DIGEST_RE.match(digest):
         raise ConfigError(
             f"invalid digest {digest!r}: expected algorithm:hex, e.g. sha256:<64 hex>"
         )
     algorithm, _, encoded = digest.partition(":")
     size = _HEX_DIGESTS.get(algorithm)
-    if size is not None and not re.fullmatch(rf"[a-f0-9]{{{size}}}", encoded):
+    if size is None:
+        raise ConfigError(
+            f"invalid digest {digest!r}: algorithm {algorithm!r} is not one OCI registers "
+            "(use sha256 or sha512)"
+        )
+    if not re.fullmatch(rf"[a-f0-9]{{{size}}}", encoded):
         raise ConfigError(
             f"invalid digest {digest!r}: {algorithm} needs {size} lower-case hex digits"
         )
@@ -165,6 +178,31 @@ def split_repository(repository: str) -> tuple[str, str]:
     if sep and has_registry_host(first):
         return first, rest
     return DOCKER_HUB, repository if "/" in repository else f"library/{repository}"
+
+
+_HUB_ALIASES = frozenset({"docker.io", "index.docker.io", "registry-1.docker.io"})
+
+
+def normalize_name(name: str) -> str:
+    """The fully qualified form of a repository name, as Docker resolves it.
+
+    ``mongo``, ``library/mongo``, ``docker.io/library/mongo`` and
+    ``index.docker.io/library/mongo`` all become ``docker.io/library/mongo``; a name with
+    a registry host of its own is returned as it is.
+    """
+    registry, path = split_repository(name)
+    if registry in _HUB_ALIASES:
+        registry = DOCKER_HUB
+        if "/" not in path:
+            path = f"library/{path}"
+    return f"{registry}/{path}"
+
+
+def same_name(a: str, b: str) -> bool:
+    """True when two repository names denote the same image (``mongo`` and
+    ``docker.io/library/mongo``); exact otherwise, so ``shop/cart`` never matches
+    ``shop/cart-migrate``."""
+    return a == b or normalize_name(a) == normalize_name(b)
 
 
 def require_registry_host(image: str) -> tuple[str, str]:

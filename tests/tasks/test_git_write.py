@@ -7,6 +7,7 @@ from functools import partial
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from shipyard.core.errors import ConfigError, PermanentError, TransientError
 from shipyard.core.git import GitWriteConfig, clone
@@ -17,7 +18,7 @@ from tasks.git_write import (
     render_message,
     write_back,
 )
-from tasks.set_image import SetImageConfig
+from tasks.set_image import Change, SetImageConfig
 from tests.tasks.gitops_repo import (
     fast_forward_only,
     git,
@@ -276,3 +277,36 @@ def test_sparse_is_automatic_for_large_repos(tmp_path: Path, threshold: int, spa
     assert (tmp_path / "c/apps/b").exists() is not sparse
     push_updates(repo, [_update("shop/a", "v2", "apps/a/prod")], config)
     assert "newTag: v2" in show(bare, "apps/a/prod/kustomization.yaml")
+
+
+def test_trailers_of_the_write_and_of_each_update_end_the_commit(tmp_path: Path) -> None:
+    """GitWriteConfig.trailers and ImageUpdate.trailers become git trailers, once each,
+    in the block of the template's own (Source-Commit:), also for a batch."""
+    bare = _shared_file_remote(tmp_path)
+    config = FAST.model_copy(update={"trailers": {"Change-Request": "CHG-7"}})
+    approved = {"Approved-by": "ana", "Reason": "release\n2.1"}
+    updates = [
+        _update("shop/cart", "v2", "prod", "cart").with_trailers(approved),
+        _update("shop/web", "v3", "prod", "web").with_trailers(approved),
+    ]
+    result = write_back(str(bare), updates, config)
+    assert result.changed
+    trailers = git("log", "-1", "--format=%(trailers:only,unfold)", cwd=bare).strip().splitlines()
+    assert trailers[-3:] == ["Change-Request: CHG-7", "Approved-by: ana", "Reason: release 2.1"]
+    assert "Source-Commit: abc1234" in trailers
+
+
+def test_single_update_message_keeps_one_trailer_block() -> None:
+    update = _update("shop/cart", "v2", "prod", "cart").with_trailers({"Approved-by": "ana"})
+    changes = [Change("prod/kustomization.yaml", "shop/cart:1.0", "shop/cart:v2")]
+    message = render_message([(update, changes)], FAST)
+    assert message == (
+        "cart(prod): shop/cart 1.0 -> v2\n\nSource-Commit: abc1234\nApproved-by: ana\n"
+    )
+
+
+def test_invalid_trailer_key_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="invalid commit trailer key"):
+        _update("shop/cart", "v2").with_trailers({"Approved by": "ana"})
+    with pytest.raises(ValidationError, match="invalid commit trailer key"):
+        GitWriteConfig(trailers={"": "x"})

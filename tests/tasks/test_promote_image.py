@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import base64
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
-from pydantic import SecretStr
+from pydantic import SecretStr, ValidationError
 
 from blocks.gitops import GitOpsRepository
 from shipyard.core.catalog import load_catalog
 from shipyard.core.errors import ConfigError, PolicyError, retry_condition
-from shipyard.core.git import GitWriteConfig
+from shipyard.core.git import GitWriteConfig, approval_trailers
 from shipyard.core.limits import git_writers_limit
 from shipyard.core.redact import redact
 from tasks.git_write import ImageUpdate, write_back
@@ -221,3 +222,58 @@ def test_image_update_from_catalog(tmp_path: Path) -> None:
     assert (update.app, update.environment) == ("cart", "prod")
     with pytest.raises(ConfigError, match="invalid tag"):
         image_update(app, app.environment("prod"), tag="bad tag")
+
+
+def _trailers(bare: Path, ref: str = "main") -> list[str]:
+    """The trailers git itself parses from the commit message at ``ref``."""
+    message = git("log", "-1", "--format=%B", ref, cwd=bare)
+    parsed = subprocess.run(
+        ["git", "interpret-trailers", "--parse"],
+        input=message,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return parsed.splitlines()
+
+
+def test_approved_promotion_commit_carries_approver_and_reason(tmp_path: Path) -> None:
+    """Approved-by: and Reason: are real git trailers of the promotion commit."""
+    bare = make_remote(tmp_path, _tree(f"v1.1.0@{VERIFIED}"))
+    repo = GitOpsRepository(url=str(bare), author_name="Bot", author_email="b@x")
+    result = promote.fn(
+        repo,
+        PromoteImageConfig(
+            app="cart",
+            from_environment="staging",
+            digest=VERIFIED,
+            source_commit="f00",
+            trailers=approval_trailers("Ana Lima <ana@example.com>", "release 2.1\nafter QA"),
+        ),
+    )
+    assert result.changed
+    parsed = _trailers(bare)
+    assert "Approved-by: Ana Lima <ana@example.com>" in parsed
+    assert "Reason: release 2.1 after QA" in parsed  # one line: nothing leaks into the body
+    assert "Source-Commit: f00" in parsed  # the template's own trailers stay one block
+
+
+def test_approval_given_after_planning_reaches_the_commit(tmp_path: Path) -> None:
+    """The flow asks for approval after the plan: with_trailers() carries the answer."""
+    bare = make_remote(tmp_path, _tree(f"v1.1.0@{VERIFIED}"))
+    repo = GitOpsRepository(url=str(bare), author_name="Bot", author_email="b@x")
+    plan = plan_promote.fn(
+        repo, PromoteImageConfig(app="cart", from_environment="staging", digest=VERIFIED)
+    )
+    update = plan.update.with_trailers(approval_trailers("ops-lead", "hotfix for INC-42"))
+    result = commit_and_push.fn(repo, [update], repo.write_config(branch=plan.target.branch))
+    assert result.commit == git("rev-parse", "main", cwd=bare).strip()
+    trailers = git(
+        "log", "-1", "--format=%(trailers:key=Approved-by,key=Reason)", "main", cwd=bare
+    ).splitlines()
+    assert trailers[:2] == ["Approved-by: ops-lead", "Reason: hotfix for INC-42"]
+
+
+def test_trailer_keys_are_validated() -> None:
+    with pytest.raises(ValidationError, match="invalid commit trailer key"):
+        PromoteImageConfig(app="cart", from_environment="staging", trailers={"Bad key": "x"})

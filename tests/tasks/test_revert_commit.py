@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from shipyard.core.errors import PermanentError
-from tasks.revert_commit import RevertConfig, revert_commit
+from tasks.revert_commit import NO_REASON, RevertConfig, revert_commit
 from tests.tasks.gitops_repo import fast_forward_only
 from tests.tasks.k8s_objects import GitOpsRepo
 
@@ -78,3 +78,32 @@ def test_conflicting_revert_is_permanent(gitops: GitOpsRepo) -> None:
 def test_unknown_commit_is_permanent(gitops: GitOpsRepo) -> None:
     with pytest.raises(PermanentError, match="not on branch"):
         revert_commit(gitops.url, RevertConfig(commit="0" * 40))
+
+
+def _parsed_trailers(gitops: GitOpsRepo) -> list[str]:
+    """What ``git interpret-trailers --parse`` reads from the tip's message."""
+    message = subprocess.run(
+        ["git", "log", "-1", "--format=%B", "main"], cwd=gitops.bare, capture_output=True, text=True
+    ).stdout
+    return subprocess.run(
+        ["git", "interpret-trailers", "--parse"],
+        input=message,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+
+
+def test_every_revert_carries_a_reason_trailer(gitops: GitOpsRepo) -> None:
+    """docs/sync-verify.md promises a Reason: trailer: also when a caller's failure rolled
+    the delivery back and nobody recorded why, and as one line when the reason has many."""
+    bad = gitops.commit({"a.txt": "2\n"}, "web: 1 -> 2")
+    revert_commit(gitops.url, RevertConfig(commit=bad))
+    assert _parsed_trailers(gitops) == [f"Reason: {NO_REASON}"]
+
+    worse = gitops.commit({"b.txt": "z\n"}, "web: 2 -> 3")
+    reason = "rollout of web timed out\n\npods: CrashLoopBackOff\nSigned-off-by: nobody"
+    revert_commit(gitops.url, RevertConfig(commit=worse, reason=reason))
+    assert _parsed_trailers(gitops) == [
+        "Reason: rollout of web timed out pods: CrashLoopBackOff Signed-off-by: nobody"
+    ]

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -66,6 +69,13 @@ def test_golden_covers_every_format() -> None:
         "manifests",
         "crlf_and_quoting",
         "already_set",
+        "numeric_tags",
+        "kustomize_new_name",
+        "kustomize_entry_not_base",
+        "helm_chart_templates",
+        "flux_helmrelease",
+        "values_keys_insert_digest",
+        "docker_hub_names",
     ):
         assert needed in CASES
 
@@ -108,6 +118,8 @@ def test_helm_digest_without_digest_key_is_refused() -> None:
         ({"image": "shop/cart", "tag": "a" * 129}, "invalid tag"),
         ({"image": "shop/cart", "digest": "sha256:abc"}, "64 lower-case hex"),
         ({"image": "shop/cart", "digest": "md5"}, "invalid digest"),
+        ({"image": "shop/cart", "digest": "md5:" + "0" * 32}, "use sha256 or sha512"),
+        ({"image": "shop/cart", "digest": "sha384:" + "0" * 96}, "use sha256 or sha512"),
         ({"image": "Shop/Cart", "tag": "1"}, "invalid image name"),
         ({"image": "shop/cart:1", "tag": "1"}, "invalid image name"),
         ({"image": "shop/cart"}, "tag, a digest"),
@@ -118,6 +130,46 @@ def test_helm_digest_without_digest_key_is_refused() -> None:
 def test_invalid_config_is_a_config_error(values: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         SetImageConfig.parse(**values)
+
+
+def test_sha512_digest_is_accepted() -> None:
+    digest = "sha512:" + "0a" * 64
+    assert SetImageConfig.parse(image="shop/cart", digest=digest).digest == digest
+
+
+def test_an_image_renamed_away_is_explained_not_pinned(tmp_path: Path) -> None:
+    """Setting the *name* of an entry that renames it to another image pins nothing: the
+    error says where the image went (setting it would put one image's digest on another)."""
+    shutil.copytree(GOLDEN / "kustomize_new_name" / "original", tmp_path / "r")
+    before = _tree(tmp_path / "r")
+    upstream = "gcr.io/google-samples/microservices-demo/cartservice"
+    with pytest.raises(ConfigError, match=r"renames it to 'registry.example/shop/cartservice'"):
+        set_image(tmp_path / "r", SetImageConfig.parse(image=upstream, digest=DIGEST))
+    assert _tree(tmp_path / "r") == before
+
+
+def test_promotion_reads_the_entry_not_the_base_it_overrides(tmp_path: Path) -> None:
+    """find_images (what an environment pins) follows kustomize: the images: entry wins
+    over the manifests it renders."""
+    shutil.copytree(GOLDEN / "kustomize_entry_not_base" / "original", tmp_path / "r")
+    found = find_images(tmp_path / "r", "app", "registry.example/shop/cart")
+    assert [(file, str(ref)) for file, ref in found] == [
+        ("app/kustomization.yaml", "registry.example/shop/cart:1.4.0")
+    ]
+
+
+def test_a_chart_template_given_as_the_path_is_still_read(tmp_path: Path) -> None:
+    """Only a walk skips templates/: a file named explicitly is read (and must be YAML)."""
+    shutil.copytree(GOLDEN / "helm_chart_templates" / "original", tmp_path / "r")
+    with pytest.raises(ConfigError, match="invalid YAML"):
+        set_image(
+            tmp_path / "r",
+            SetImageConfig.parse(
+                image="registry.example/shop/cart",
+                tag="2",
+                path="chart/templates/deployment.yaml",
+            ),
+        )
 
 
 def test_yaml_syntax_error_names_file_and_line(tmp_path: Path) -> None:
@@ -303,3 +355,32 @@ def test_property_helm_values_only_targeted_values_change(case: tuple[str, str, 
     for o, n in changed:
         assert o.split(":", 1)[0] == n.split(":", 1)[0]  # same key, only the value moved
         assert ("#" in o) == ("#" in n) and o.partition(" #")[2] == n.partition(" #")[2]
+
+
+# --- the property tests reproduce in CI -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("env", "derandomize"),
+    [({"CI": "true"}, True), ({"CI": "1"}, True), ({"CI": "false"}, False), ({}, False)],
+)
+def test_ci_runs_properties_derandomized(env: dict[str, str], derandomize: bool) -> None:
+    """With CI=true the suite's Hypothesis profile is fixed (derandomized, no example
+    database): the seed that broke `tag: 10` fails on every CI run, not on some."""
+    clean = {k: v for k, v in os.environ.items() if k not in {"CI", "SHIPYARD_HYPOTHESIS_PROFILE"}}
+    probe = (
+        "import tests.conftest\n"
+        "from hypothesis import settings\n"
+        "s = settings()\n"
+        "print(settings._current_profile, s.derandomize, s.database is None)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe],
+        env={**clean, **env},
+        cwd=Path(__file__).parents[2],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    expected = "shipyard-ci" if derandomize else "shipyard-dev"
+    assert out == [expected, str(derandomize), str(derandomize)]

@@ -104,6 +104,8 @@ def test_digest_without_commit(repo: Path, capsys: pytest.CaptureFixture[str]) -
     [
         (["--image", "shop/cart", "--tag", "bad tag!"], "invalid tag"),
         (["--image", "shop/cart", "--digest", "sha256:short"], "hex"),
+        (["--image", "shop/cart", "--digest", "md5:" + "0" * 32], "use sha256 or sha512"),
+        (["--image", "shop/cart", "--tag", "1", "--values-repository-key", "a.b"], "'tag'"),
         (["--image", "shop/cart", "--tag", "1", "--digest", DIGEST], "exactly one"),
         (["--image", "shop/cart"], "exactly one"),
         (["--tag", "1"], "--image is required"),
@@ -151,3 +153,44 @@ def test_commit_outside_git_is_refused(tmp_path: Path, capsys: pytest.CaptureFix
     )
     assert code == 2 and "not a git working tree" in err
     assert "shop/cart:1.0" in (tmp_path / "d.yaml").read_text()
+
+
+CHART_VALUES = "app:\n  image:\n    name: shop/cart\n    version: 1.0 # released\n"
+
+
+def test_values_keys_flags_pin_a_digest_in_a_chart_without_a_digest_key(
+    repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without the flags the chart's layout is not recognised; with them the digest key is
+    named (and added beside the tag), and the change is committed."""
+    chart = repo / "charts" / "cart"
+    chart.mkdir(parents=True)
+    (chart / "values.yaml").write_text(CHART_VALUES)
+    base = ["set-image", "--repo-dir", str(repo), "--path", "charts/cart", "--image", "shop/cart"]
+    code, _, err = _run([*base, "--digest", DIGEST], capsys)
+    assert code == 2 and "images there: none" in err
+
+    keys = [
+        "--values-repository-key",
+        "app.image.name",
+        "--values-tag-key",
+        "app.image.version",
+        "--values-digest-key",
+        "app.image.digest",
+    ]
+    code, out, err = _run([*base, *keys, "--digest", DIGEST, "--commit", "--json"], capsys)
+    assert code == 0, err
+    assert json.loads(out)["changes"] == [
+        {
+            "file": "charts/cart/values.yaml",
+            "old": "shop/cart:1.0",
+            "new": f"shop/cart:1.0@{DIGEST}",
+        }
+    ]
+    assert (chart / "values.yaml").read_text() == (
+        f"app:\n  image:\n    name: shop/cart\n    version: 1.0 # released\n    digest: {DIGEST}\n"
+    )
+    code, out, _ = _run([*base, *keys, "--tag", "1.10", "--json"], capsys)
+    assert code == 0
+    assert 'version: "1.10" # released' in (chart / "values.yaml").read_text()
+    assert '    digest: ""\n' in (chart / "values.yaml").read_text()  # a new tag clears the pin

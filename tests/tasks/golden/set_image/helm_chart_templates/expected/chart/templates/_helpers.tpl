@@ -1,0 +1,3 @@
+{{- define "cart.fullname" -}}
+{{ .Release.Name }}-cart
+{{- end }}
