@@ -9,7 +9,9 @@ rollout, and leaves a promotion to prod waiting for approval in the Prefect UI.
 from __future__ import annotations
 
 import os
+import sys
 import time
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -69,6 +71,7 @@ def _run_demo(
     if flow_run.state is None or not flow_run.state.is_completed():
         state = flow_run.state.name if flow_run.state else "unknown"
         raise PermanentError(f"delivery {flow_run.name} ended {state}: {link}")
+    shipyard = Path(sys.executable).parent / "shipyard"  # works from any directory
     lines = [
         f"Delivered {change.reference} to dev (namespace shop-dev).",
         f"  the delivery run: {link}",
@@ -84,5 +87,6 @@ def _run_demo(
         lines.append(
             f"  approve prod:     {ui}/runs/flow-run/{waiting.id}  (Resume, then fill the form)"
         )
-    lines.append("Stop everything with: .venv/bin/shipyard stack down")
+        lines.append(f"    or: {shipyard} approve --approver YOU --reason WHY")
+    lines.append(f"Stop everything with: {shipyard} stack down")
     return lines
