@@ -26,19 +26,29 @@ from tasks.steps.image import poll_tags
 
 @flow(name="image-poll")
 def image_poll(
-    app: Annotated[str, Field(description="Catalog app whose image is polled.")],
-    image: Annotated[str, Field(description="Image repository with registry host, no tag.")],
-    environment: Annotated[str | None, Field(description="Environment to deliver to.")] = None,
-    policy: Annotated[TagPolicy | None, Field(description="Which tags count.")] = None,
-    insecure: Annotated[bool, Field(description="Plain HTTP registry (loopback only).")] = False,
-    deliver_deployment: Annotated[str, Field(description="Deployment to start.")] = (
-        "deliver/deliver"
-    ),
-    requests_per_minute: Annotated[
-        int, Field(ge=1, description="Rate limit shared by all pollers of one registry.")
-    ] = 30,
+    app: str,
+    image: str,
+    environment: str | None = None,
+    policy: TagPolicy | None = None,
+    insecure: bool = False,
+    deliver_deployment: str = "deliver/deliver",
+    requests_per_minute: Annotated[int, Field(ge=1)] = 30,
 ) -> str | None:
-    """Poll once; return the tag handed to `deliver`, or None when nothing is new."""
+    """Poll an image repository's tags once and start `deliver` for a new one.
+
+    Returns the tag handed to `deliver`, or None when nothing is new.
+
+    Args:
+        app: Catalog app whose image is polled.
+        image: Image repository with its registry host, no tag
+            (registry.example.com/shop/cart).
+        environment: Environment to deliver to; empty: the catalog's first one.
+        policy: Which tags count (semver range, patterns); default: every tag.
+        insecure: Plain HTTP registry (loopback only).
+        deliver_deployment: Deployment to start, as flow-name/deployment-name.
+        requests_per_minute: Rate limit shared by all pollers of one registry
+            (at least 1).
+    """
     logger = get_run_logger()
     registry, repository = require_registry_host(image)
     limiter = limit_name("registry-rate", registry)

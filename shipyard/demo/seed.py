@@ -18,6 +18,7 @@ from shipyard.stack.services import create_bare_repo
 GITOPS_BLOCK = "shipyard-gitops"
 CLUSTER_BLOCK = "default"
 REGISTRY_BLOCK = "shipyard-registry"
+DOCKER_BLOCK = "shipyard-docker"
 BACKUP_BLOCK = "shipyard-backups"
 FLOWS_NAMESPACE = "shipyard-flows"
 
@@ -153,6 +154,11 @@ def seed_blocks(env: dict[str, str], gitops_url: str) -> None:
         # the stack's trivy DB mirror (`stack up` serves it): flow pods' scans use it
         trivy_db_repository=env.get("SHIPYARD_TRIVY_DB_REPOSITORY"),
     ).save(REGISTRY_BLOCK, overwrite=True)
+    # The engine that builds a `deliver` from a source commit: flow pods do not inherit
+    # the stack's DOCKER_HOST, they load this block.
+    from blocks.docker import DockerHost
+
+    DockerHost(base_url=env["DOCKER_HOST"]).save(DOCKER_BLOCK, overwrite=True)
     if endpoint := env.get("SHIPYARD_S3_ENDPOINT"):
         from prefect_aws import AwsCredentials
         from pydantic import SecretStr
