@@ -189,7 +189,9 @@ def test_create_generators_sending_protobuf(
     assert cm["data"] == {"a": "b", "c": "d"}
     secret = json.loads(k("get", *ns, "secret/pw", "-o", "json").stdout)
     assert secret["type"] == "Opaque" and secret["data"] == {"password": "aHVudGVyMg=="}
-    unsupported = k("create", "deployment", *ns, "d", "--image=nginx", check=False)
+    unsupported = k(
+        "create", "pdb", *ns, "d", "--selector=app=d", "--min-available=1", check=False
+    )
     assert unsupported.returncode != 0 and "send JSON instead" in unsupported.stderr
 
 

@@ -21,7 +21,17 @@ from typing import Any
 import orjson
 import yaml
 
-from simcluster import discovery, errors, managed, openapi, patch, protobuf, shapes, tables
+from simcluster import (
+    discovery,
+    errors,
+    managed,
+    openapi,
+    patch,
+    protobuf,
+    shapes,
+    streaming,
+    tables,
+)
 from simcluster.clock import now_iso
 from simcluster.config import SimConfig
 from simcluster.errors import ApiError
@@ -248,6 +258,7 @@ class SimApp:
             if doc is None:
                 raise errors.endpoint_not_found()
             return Response(body=doc)
+        streaming.check(self.store, parts)
         target = self._parse(req.path)
         if target is None:
             raise errors.endpoint_not_found()
