@@ -70,9 +70,13 @@ class SimCluster:
     def _controllers(self) -> list[Controller]:
         from simcluster.controllers import workloads
         from simcluster.kubelet import Kubelet
+        from simcluster.scheduler import Scheduler
+        from simcluster.serviceaccounts import ServiceAccountController
 
         out: list[Controller] = [
+            ServiceAccountController(self.store, self.config),
             NamespaceController(self.store, self.config),
+            Scheduler(self.store, self.config),
             GarbageCollector(self.store, self.config),
         ]
         out += workloads.all_controllers(self.store, self.config)
@@ -86,7 +90,7 @@ class SimCluster:
         for ns in SYSTEM_NAMESPACES:
             self.store.create(ns_rt, {"metadata": {"name": ns}}, manager="kube-apiserver")
         for i in range(max(1, self.config.nodes)):
-            node = _node(f"sim-node-{i + 1}", i)
+            node = _node(f"sim-node-{i + 1}", i, self.config)
             created = self.store.create(node_rt, node, manager="kubelet")
             self.store.update(
                 node_rt,
@@ -198,7 +202,13 @@ async def _call(fn: Any, *args: Any) -> Any:
     return fn(*args)
 
 
-def _node(name: str, index: int) -> dict[str, Any]:
+def _node(name: str, index: int, config: SimConfig) -> dict[str, Any]:
+    override = config.node_overrides.get(name) or {}
+    resources = {
+        "cpu": str(override.get("cpu", config.node_cpu)),
+        "memory": str(override.get("memory", config.node_memory)),
+        "pods": str(override.get("pods", config.node_pods)),
+    }
     return {
         "metadata": {
             "name": name,
@@ -207,12 +217,14 @@ def _node(name: str, index: int) -> dict[str, Any]:
                 "kubernetes.io/os": "linux",
                 "kubernetes.io/arch": "amd64",
                 "node.kubernetes.io/instance-type": "simulated",
+                **config.node_labels,
+                **(override.get("labels") or {}),
             },
         },
         "spec": {"podCIDR": f"10.244.{index}.0/24"},
         "status": {
-            "capacity": {"cpu": "8", "memory": "32Gi", "pods": "250"},
-            "allocatable": {"cpu": "8", "memory": "32Gi", "pods": "250"},
+            "capacity": dict(resources),
+            "allocatable": dict(resources),
             "conditions": [
                 {
                     "type": "Ready",

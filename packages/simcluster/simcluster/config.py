@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass
@@ -19,6 +20,12 @@ class SimConfig:
     ``max_backoff``.
     ``job_run_seconds``: how long a simulated (non-process) Job pod runs before it
     succeeds.
+    ``node_cpu`` / ``node_memory`` / ``node_pods``: each node's allocatable (and
+    capacity), as Kubernetes quantities; ``node_labels``: labels every node gets besides
+    ``kubernetes.io/hostname`` and the os/arch ones; ``node_overrides``: per node name
+    (``sim-node-1``, ...), any of ``cpu``, ``memory``, ``pods``, ``labels`` (merged).
+    ``schedule_retry``: seconds between the scheduler's retries of Pending pods (it also
+    retries at once when a node or a bound pod changes).
     """
 
     nodes: int = 1
@@ -33,3 +40,9 @@ class SimConfig:
     bookmark_interval: float = 5.0
     watch_timeout: float = 1800.0
     history: int = 20000
+    node_cpu: str = "8"
+    node_memory: str = "32Gi"
+    node_pods: str = "110"
+    node_labels: dict[str, str] = field(default_factory=dict)
+    node_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+    schedule_retry: float = 2.0

@@ -23,7 +23,7 @@ import secrets
 from collections.abc import Hashable
 from typing import Any
 
-from simcluster import events
+from simcluster import events, volumes
 from simcluster.clock import now_iso
 from simcluster.config import SimConfig
 from simcluster.controllers.base import Controller
@@ -37,6 +37,7 @@ from simcluster.store import WatchEvent, clone
 JSON = dict[str, Any]
 PREFIX = "sim.shipyard.dev/"
 _ip_counter = itertools.count(2)
+_VOLUME_SOURCES = (("", "configmaps"), ("", "secrets"))
 
 
 class _Gone(Exception):
@@ -64,10 +65,15 @@ class Kubelet(Controller):
         self.runner = ProcessRunner(logs)
         self._workers: dict[str, asyncio.Task[None]] = {}
         self._images: dict[str, list[str]] = {}
+        self._mount_waits: dict[str, asyncio.Event] = {}
 
     # -- event plumbing --------------------------------------------------------------
 
     def on_event(self, rt: ResourceType, event: WatchEvent) -> None:
+        if rt.key in _VOLUME_SOURCES and self._mount_waits:
+            wake = self._mount_waits.pop(event.obj["metadata"].get("namespace", ""), None)
+            if wake is not None:
+                wake.set()
         if rt.key != ("", "pods") or self._loop is None:
             return
         meta = event.obj["metadata"]
@@ -262,6 +268,7 @@ class Kubelet(Controller):
             c["name"]: {"state": {"waiting": {"reason": "ContainerCreating"}}} for c in containers
         }
         self._write(ns, name, uid, "Pending", states)
+        await self._mount(ns, name, uid)
         image_ids = await self._pull(ns, name, uid, containers, states)
         delay = float(annotations.get(PREFIX + "startup-seconds", self.config.startup_delay))
         await asyncio.sleep(delay)
@@ -270,6 +277,23 @@ class Kubelet(Controller):
             await self._run_processes(ns, name, uid, pod, image_ids)
         else:
             await self._simulate(ns, name, uid, pod, image_ids)
+
+    async def _mount(self, ns: str, name: str, uid: str) -> None:
+        """Wait (ContainerCreating, a FailedMount event per try) until every volume's
+        ConfigMap/Secret exists; a change to one in the namespace retries at once."""
+        backoff = self.config.pull_backoff
+        while True:
+            pod = self._pod(ns, name, uid)
+            failed = volumes.mount_errors(self.store, pod)
+            if not failed:
+                return
+            for vol, err in failed:
+                msg = f'MountVolume.SetUp failed for volume "{vol}" : {err}'
+                self._event(pod, "Warning", "FailedMount", msg)
+            wake = self._mount_waits.setdefault(ns, asyncio.Event())
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(wake.wait(), backoff)
+            backoff = min(backoff * 2, self.config.max_backoff)
 
     async def _pull(
         self, ns: str, name: str, uid: str, containers: list[JSON], states: dict[str, JSON]

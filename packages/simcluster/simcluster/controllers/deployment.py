@@ -343,6 +343,21 @@ class DeploymentController(OwnerController):
                 now,
                 False,
             )
+        failure = next(
+            (
+                c
+                for rs in rss
+                for c in (rs.get("status") or {}).get("conditions") or []
+                if c.get("type") == "ReplicaFailure" and c.get("status") == "True"
+            ),
+            None,
+        )
+        if failure is not None:  # copied from the ReplicaSet, as the real controller does
+            conditions = set_condition(
+                conditions, "ReplicaFailure", "True", failure["reason"], failure["message"], now
+            )
+        else:
+            conditions = [c for c in conditions if c.get("type") != "ReplicaFailure"]
         rs_name = new_rs["metadata"]["name"] if new_rs else ""
         deadline = spec.get("progressDeadlineSeconds")
         current = next((c for c in conditions if c.get("type") == "Progressing"), None)

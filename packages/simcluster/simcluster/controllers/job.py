@@ -108,7 +108,9 @@ class JobController(PodController):
                     self.enqueue_after(key, float(deadline) - elapsed + 0.05)
                 want = min(int(spec.get("parallelism", 1)), completions - succeeded) - len(active)
                 for _ in range(max(0, want)):
-                    self.create_pod(job, spec.get("template") or {}, {})
+                    if self.create_pod(job, spec.get("template") or {}, {}) is not None:
+                        self.enqueue_after(key, max(1.0, self.config.schedule_retry))
+                        break
                 active = self.active_pods(job)
         if finished:
             for p in active:

@@ -83,11 +83,12 @@ class PodController(OwnerController):
         extra_labels: JSON,
         name: str | None = None,
         node: str | None = None,
-    ) -> None:
+    ) -> ApiError | None:
         """Create a pod for ``owner`` from ``template`` and record the outcome as an event.
 
         Rejections the API server gives for bad input (403, 404, 409, 422) become a
-        ``FailedCreate`` warning on the owner rather than an error.
+        ``FailedCreate`` warning on the owner (``Error creating: <the API's message>``, as
+        the real controllers word it) and are returned rather than raised.
         """
         meta_t = template.get("metadata") or {}
         meta: JSON = {
@@ -113,10 +114,17 @@ class PodController(OwnerController):
         except ApiError as exc:
             if exc.code not in (403, 404, 409, 422):
                 raise
-            events.record(self.store, owner, "Warning", "FailedCreate", exc.message, self.component)
-            return
+            message = f"Error creating: {exc.message}"
+            if self.kind == "StatefulSet":
+                message = (
+                    f"create Pod {name} in StatefulSet {owner['metadata']['name']} "
+                    f"failed error: {exc.message}"
+                )
+            events.record(self.store, owner, "Warning", "FailedCreate", message, self.component)
+            return exc
         message = f"Created pod: {pod['metadata']['name']}"
         events.record(self.store, owner, "Normal", "SuccessfulCreate", message, self.component)
+        return None
 
     def delete_pod(self, pod: JSON) -> None:
         self.delete_quietly(self.pods_rt(), pod)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Hashable
 from typing import Any
 
+from simcluster.clock import now_iso
 from simcluster.controllers.base import CONTROLLER_MANAGER, owned_by, write_status
 from simcluster.controllers.pods import PodController, pod_active, pod_available, pod_ready
 from simcluster.selectors import selector_to_string
@@ -37,9 +38,13 @@ class ReplicaSetController(PodController):
         active = [p for p in pods if pod_active(p)]
         desired = int(rs["spec"].get("replicas", 1))
         template = rs["spec"].get("template") or {}
+        failure = None
         if len(active) < desired:
             for _ in range(min(desired - len(active), 500)):
-                self.create_pod(rs, template, {})
+                failure = self.create_pod(rs, template, {})
+                if failure is not None:
+                    self.enqueue_after(key, max(1.0, self.config.schedule_retry))
+                    break
         elif len(active) > desired:
             ranked = sorted(
                 active,
@@ -69,4 +74,23 @@ class ReplicaSetController(PodController):
         selector = rs["spec"].get("selector")
         if isinstance(selector, dict):
             status["selector"] = selector_to_string(selector)
+        conditions = (rs.get("status") or {}).get("conditions") or []
+        if failure is not None:
+            # ReplicaFailure, as the real controller reports it (Deployments copy it).
+            prev = next((c for c in conditions if c.get("type") == "ReplicaFailure"), None)
+            status["conditions"] = [
+                {
+                    "type": "ReplicaFailure",
+                    "status": "True",
+                    "lastTransitionTime": (prev or {}).get("lastTransitionTime") or now_iso(),
+                    "reason": "FailedCreate",
+                    "message": failure.message,
+                }
+            ]
+        elif len(active) >= desired:
+            conditions = [c for c in conditions if c.get("type") != "ReplicaFailure"]
+            if conditions:
+                status["conditions"] = conditions
+        elif conditions:
+            status["conditions"] = conditions
         write_status(self.store, self.primary_rt(), rs, status, CONTROLLER_MANAGER)
