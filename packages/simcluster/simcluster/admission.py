@@ -37,7 +37,6 @@ _POD_UPDATE_MSG = (
     "(only additions to existing tolerations) or `spec.terminationGracePeriodSeconds` "
     "(allow it to be set to 1 if it was previously negative)"
 )
-_node_counter = itertools.count()
 
 DNS_LABEL_KINDS = {"Namespace", "Service"}
 
@@ -48,6 +47,10 @@ def admit(rt: ResourceType, obj: JSON, old: JSON | None, store: Store) -> None:
     if rt.group in _BUILTIN_GROUPS or rt.group.endswith(".k8s.io"):
         _prune_nulls(obj)
     _default(rt, obj, old, store)
+    if rt.key == ("", "pods") and old is None:
+        from simcluster import serviceaccounts  # 403 for a missing ServiceAccount
+
+        serviceaccounts.check_pod(store, obj)
     causes = _validate_meta(rt, obj)
     check = _VALIDATORS.get(rt.kind) if rt.group in _BUILTIN_GROUPS else None
     if check is not None:
@@ -173,19 +176,9 @@ def _default(rt: ResourceType, obj: JSON, old: JSON | None, store: Store) -> Non
         spec.setdefault("serviceAccountName", "default")
         spec.setdefault("serviceAccount", spec["serviceAccountName"])
         if old is None:
-            spec.setdefault("nodeName", _pick_node(store))
-            obj["status"] = {
-                "phase": "Pending",
-                "qosClass": "BestEffort",
-                "conditions": [
-                    {
-                        "type": "PodScheduled",
-                        "status": "True",
-                        "lastProbeTime": None,
-                        "lastTransitionTime": obj["metadata"]["creationTimestamp"],
-                    }
-                ],
-            }
+            from simcluster import scheduler  # binds to a node that fits, or Unschedulable
+
+            scheduler.admit_pod(store, obj)
         else:
             spec["nodeName"] = (old.get("spec") or {}).get("nodeName", spec.get("nodeName"))
     elif kind in ("Deployment", "ReplicaSet", "StatefulSet") and isinstance(spec, dict):
@@ -298,19 +291,6 @@ def _default(rt: ResourceType, obj: JSON, old: JSON | None, store: Store) -> Non
                 },
             ],
         }
-
-
-def _pick_node(store: Store) -> str:
-    rt = store.registry.by_key("", "nodes")
-    assert rt is not None
-    nodes = [
-        n["metadata"]["name"]
-        for n in store.select(rt)
-        if not (n.get("spec") or {}).get("unschedulable")
-    ]
-    if not nodes:
-        return ""
-    return nodes[next(_node_counter) % len(nodes)]
 
 
 # -- validation -----------------------------------------------------------------------
