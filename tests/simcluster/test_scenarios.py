@@ -13,7 +13,10 @@ from typing import Any
 import pytest
 
 from tests.fixtures.simcluster import SimClusterHandle
-from tests.simcluster.scenarios import SCENARIOS
+from tests.simcluster.scenarios import SCENARIOS as _BASE
+from tests.simcluster.scenarios_start import START_SCENARIOS
+
+SCENARIOS = [*_BASE, *START_SCENARIOS]
 
 Scenario = Callable[[Any, str], None]
 
