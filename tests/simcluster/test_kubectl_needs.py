@@ -129,3 +129,98 @@ def test_exec_attach_port_forward_say_not_supported(
     assert "Handshake status 400" in str(err.value)
     assert '"reason":"BadRequest"' in str(err.value)
     assert "exec is not supported by the simulator" in str(err.value)
+
+
+WIDGET_CRD = """
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: widgets.needs.example.com
+spec:
+  group: needs.example.com
+  names: {kind: Widget, plural: widgets, singular: widget}
+  scope: Namespaced
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        description: A widget for the explain test.
+        properties:
+          spec:
+            type: object
+            properties:
+              size:
+                type: integer
+                description: How big the widget is, in cubits.
+"""
+
+
+def test_explain_builtin_kinds(sim_cluster: SimClusterHandle) -> None:
+    k = sim_cluster.kubectl
+    out = k("explain", "deployment.spec.replicas").stdout
+    assert "KIND:       Deployment" in out and "FIELD: replicas <integer>" in out
+    assert "Number of desired pods" in out
+    probe = k("explain", "pod.spec.containers.livenessProbe").stdout
+    assert "periodSeconds\t<integer>" in probe and "Default 10" in probe
+    cm = k("explain", "configmap").stdout
+    assert "data\t<map[string]string>" in cm
+    # Kinds without a hand-written schema still explain (as an open object).
+    assert "KIND:       Ingress" in k("explain", "ingress").stdout
+
+
+def test_explain_custom_resource_from_its_schema(sim_cluster: SimClusterHandle) -> None:
+    k = sim_cluster.kubectl
+    k("apply", "-f", "-", input=WIDGET_CRD)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            out = k("explain", "widgets.spec.size", check=False)
+            if out.returncode == 0 or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert "FIELD: size <integer>" in out.stdout, out.stderr
+        assert "How big the widget is, in cubits." in out.stdout
+    finally:
+        k("delete", "crd", "widgets.needs.example.com", check=False)
+
+
+def test_kind_without_crd_is_no_matches_for_kind(
+    sim_cluster: SimClusterHandle, sim_namespace: str
+) -> None:
+    manifest = "apiVersion: nocrd.example.com/v1\nkind: Gadget\nmetadata: {name: g}\n"
+    for extra in ((), ("--server-side",)):
+        out = sim_cluster.kubectl(
+            "apply", "-n", sim_namespace, *extra, "-f", "-", input=manifest, check=False
+        )
+        assert out.returncode != 0
+        assert 'no matches for kind "Gadget" in version "nocrd.example.com/v1"' in out.stderr
+        assert "ensure CRDs are installed first" in out.stderr
+        assert "validating" not in out.stderr
+
+
+def test_openapi_documents_through_the_python_client(sim_cluster: SimClusterHandle) -> None:
+    api = sim_cluster.api_client()
+
+    def get(path: str) -> dict:
+        resp = api.call_api("GET", sim_cluster.url + path, {"Accept": "application/json"})
+        resp.read()
+        assert resp.status == 200
+        return json.loads(resp.data)
+
+    root = get("/openapi/v3")
+    assert "apis/apps/v1" in root["paths"]
+    doc = get(root["paths"]["apis/apps/v1"]["serverRelativeURL"].split("?")[0])
+    schema = doc["components"]["schemas"]["io.k8s.api.apps.v1.Deployment"]
+    assert schema["x-kubernetes-group-version-kind"] == [
+        {"group": "apps", "version": "v1", "kind": "Deployment"}
+    ]
+    spec = doc["components"]["schemas"]["io.k8s.api.apps.v1.DeploymentSpec"]
+    assert spec["properties"]["replicas"]["type"] == "integer"
+    v2 = get("/openapi/v2")
+    assert v2["swagger"] == "2.0"
+    assert "io.k8s.api.core.v1.Pod" in v2["definitions"]
+    text = json.dumps(v2["definitions"])
+    assert "#/components/" not in text and "#/definitions/io.k8s.api.core.v1.PodSpec" in text

@@ -238,7 +238,7 @@ class SimApp:
         if head == "_sim":
             return self._sim_control(req, parts[1:])
         if head == "openapi":
-            return self._openapi(parts[1:])
+            return self._openapi(parts[1:], req)
         if head == "api" and len(parts) == 1:
             return Response(body=discovery.api_versions(self.server_address))
         if head == "api" and len(parts) == 2:
@@ -806,14 +806,20 @@ class SimApp:
 
         return Response(stream=stream())
 
-    def _openapi(self, parts: list[str]) -> Response:
+    def _openapi(self, parts: list[str], req: Request) -> Response:
         reg = self.store.registry
+        crd_rt = reg.by_key("apiextensions.k8s.io", "customresourcedefinitions")
+        crds = self.store.select(crd_rt) if crd_rt is not None else []
+        if parts == ["v2"]:
+            if "protobuf" in req.headers.get("accept", ""):
+                return Response(raw=openapi.v2_protobuf(), content_type=openapi.V2_PROTOBUF_TYPE)
+            return Response(body=openapi.v2_json(reg, crds))
         if parts == ["v3"]:
-            return Response(body=openapi.root(reg))
+            return Response(body=openapi.root(reg, crds))
         if len(parts) == 3 and parts[:2] == ["v3", "api"]:
-            doc = openapi.group_version(reg, "", parts[2])
+            doc = openapi.group_version(reg, "", parts[2], crds)
         elif len(parts) == 4 and parts[:2] == ["v3", "apis"]:
-            doc = openapi.group_version(reg, parts[2], parts[3])
+            doc = openapi.group_version(reg, parts[2], parts[3], crds)
         else:
             doc = None
         if doc is None:
