@@ -180,3 +180,229 @@ SCENARIOS = [
     deployment_rollout,
     job_completes,
 ]
+
+
+# -- validation: what a real API server refuses (issue 13) ---------------------------
+
+Scenario = Any
+
+
+def _status(err: ApiException) -> tuple[int, str, str]:
+    body = json.loads(err.body)
+    return err.status, body.get("reason", ""), body["message"]
+
+
+def raw_request(
+    api: client.ApiClient, method: str, path: str, body: Any, **query: str
+) -> tuple[int, dict[str, str], Any]:
+    """Send ``body`` as is (the typed client refuses unknown fields before sending)."""
+    m, url, headers, data, _ = api.param_serialize(
+        method,
+        path,
+        query_params=list(query.items()),
+        header_params={"Content-Type": "application/json", "Accept": "application/json"},
+        body=body,
+        auth_settings=["BearerToken"],
+    )
+    resp = api.call_api(m, url, headers, data)
+    resp.read()
+    headers = {k.lower(): v for k, v in resp.getheaders().items()}
+    return resp.status, headers, json.loads(resp.data or b"null")
+
+
+def _deployment_body(name: str, **container: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name},
+        "spec": {
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {"containers": [{"name": "web", "image": IMAGE, **container}]},
+            },
+        },
+    }
+
+
+def unknown_field_strict(api: client.ApiClient, ns: str) -> None:
+    apps = client.AppsV1Api(api)
+    body = _deployment_body("strict")
+    body["spec"]["replicaz"] = 2
+    path = f"/apis/apps/v1/namespaces/{ns}/deployments"
+    status, _, out = raw_request(api, "POST", path, body, fieldValidation="Strict")
+    assert (status, out["reason"], out["message"]) == (
+        400,
+        "BadRequest",
+        'Deployment in version "v1" cannot be handled as a Deployment: strict decoding '
+        'error: unknown field "spec.replicaz"',
+    )
+    status, headers, _ = raw_request(api, "POST", path, body)  # default: Warn
+    assert status == 201
+    assert headers["warning"] == '299 - "unknown field \\"spec.replicaz\\""'
+    body["metadata"]["name"] = "ignored"
+    status, headers, created = raw_request(api, "POST", path, body, fieldValidation="Ignore")
+    assert status == 201 and "warning" not in headers
+    assert "replicaz" not in created["spec"] and created["spec"]["replicas"] == 1
+    assert apps.read_namespaced_deployment("strict", ns).spec.replicas == 1
+
+
+def invalid_enum_values(api: client.ApiClient, ns: str) -> None:
+    apps = client.AppsV1Api(api)
+    with pytest.raises(ApiException) as err:
+        apps.create_namespaced_deployment(ns, _deployment_body("enum", imagePullPolicy="Sometimes"))
+    assert _status(err.value) == (
+        422,
+        "Invalid",
+        'Deployment.apps "enum" is invalid: spec.template.spec.containers[0].imagePullPolicy: '
+        'Unsupported value: "Sometimes": supported values: "Always", "IfNotPresent", "Never"',
+    )
+    body = _deployment_body("strategy")
+    body["spec"]["strategy"] = {"type": "BlueGreen"}
+    with pytest.raises(ApiException) as err:
+        apps.create_namespaced_deployment(ns, body)
+    assert _status(err.value)[2] == (
+        'Deployment.apps "strategy" is invalid: spec.strategy.type: Unsupported value: '
+        '"BlueGreen": supported values: "Recreate", "RollingUpdate"'
+    )
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "svc"},
+        "spec": {"type": "Public", "ports": [{"port": 80}]},
+    }
+    with pytest.raises(ApiException) as err:
+        client.CoreV1Api(api).create_namespaced_service(ns, service)
+    assert _status(err.value)[2] == (
+        'Service "svc" is invalid: spec.type: Unsupported value: "Public": supported values: '
+        '"ClusterIP", "ExternalName", "LoadBalancer", "NodePort"'
+    )
+
+
+def secret_data_not_base64(api: client.ApiClient, ns: str) -> None:
+    body = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "raw"},
+        "data": {"password": "hunter2!"},
+    }
+    path = f"/api/v1/namespaces/{ns}/secrets"
+    status, _, out = raw_request(api, "POST", path, body)
+    assert (status, out["reason"], out["message"]) == (
+        400,
+        "BadRequest",
+        'Secret in version "v1" cannot be handled as a Secret: illegal base64 data at input byte 7',
+    )
+    body["data"] = {"password": "aHVudGVyMg=="}
+    assert raw_request(api, "POST", path, body)[0] == 201
+
+
+def annotations_too_long(api: client.ApiClient, ns: str) -> None:
+    core = client.CoreV1Api(api)
+    cm = _cm("big", annotations={"a": "x" * 262144})
+    with pytest.raises(ApiException) as err:
+        core.create_namespaced_config_map(ns, cm)
+    assert _status(err.value) == (
+        422,
+        "Invalid",
+        'ConfigMap "big" is invalid: metadata.annotations: Too long: must have at most '
+        "262144 bytes",
+    )
+    core.create_namespaced_config_map(ns, _cm("fits", annotations={"a": "x" * 262143}))
+
+
+def custom_resource_schema(api: client.ApiClient, ns: str) -> None:
+    group = f"{ns}.example.com"
+    ext = client.ApiextensionsV1Api(api)
+    schema = {
+        "type": "object",
+        "properties": {
+            "spec": {
+                "type": "object",
+                "required": ["size"],
+                "properties": {
+                    "size": {"type": "integer", "minimum": 1, "maximum": 10},
+                    "color": {"type": "string", "enum": ["red", "green"], "default": "red"},
+                    "name": {"type": "string", "pattern": "^[a-z]+$"},
+                    "port": {"x-kubernetes-int-or-string": True},
+                    "extra": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
+                },
+            }
+        },
+    }
+    crd = {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"gadgets.{group}"},
+        "spec": {
+            "group": group,
+            "scope": "Namespaced",
+            "names": {"plural": "gadgets", "singular": "gadget", "kind": "Gadget"},
+            "versions": [
+                {
+                    "name": "v1",
+                    "served": True,
+                    "storage": True,
+                    "schema": {"openAPIV3Schema": schema},
+                }
+            ],
+        },
+    }
+    ext.create_custom_resource_definition(crd)
+    try:
+        objs = client.CustomObjectsApi(api)
+
+        def create(spec: Any, name: str = "g", **kw: Any) -> Any:
+            body = {"apiVersion": f"{group}/v1", "kind": "Gadget", "metadata": {"name": name}}
+            body["spec"] = spec
+            return objs.create_namespaced_custom_object(group, "v1", ns, "gadgets", body, **kw)
+
+        def refused(spec: Any) -> tuple[int, str, str]:
+            with pytest.raises(ApiException) as err:
+                create(spec)
+            return _status(err.value)
+
+        eventually(lambda: objs.list_namespaced_custom_object(group, "v1", ns, "gadgets") or 1)
+        prefix = f'Gadget.{group} "g" is invalid: '
+        assert refused({"color": "red"}) == (422, "Invalid", prefix + "spec.size: Required value")
+        assert refused({"size": "big"})[2] == (
+            prefix + 'spec.size: Invalid value: "string": spec.size in body must be of type '
+            'integer: "string"'
+        )
+        assert refused({"size": 3, "color": "blue"})[2] == (
+            prefix + 'spec.color: Unsupported value: "blue": supported values: "red", "green"'
+        )
+        assert refused({"size": 30})[2] == (
+            prefix + "spec.size: Invalid value: 30: spec.size in body should be less than or "
+            "equal to 10"
+        )
+        assert refused({"size": 3, "name": "Bad1"})[2] == (
+            prefix + "spec.name: Invalid value: \"Bad1\": spec.name in body should match '^[a-z]+$'"
+        )
+        with pytest.raises(ApiException) as err:
+            create({"size": 3, "bogus": 1}, field_validation="Strict")
+        assert _status(err.value) == (
+            400,
+            "BadRequest",
+            'Gadget in version "v1" cannot be handled as a Gadget: strict decoding error: '
+            'unknown field "spec.bogus"',
+        )
+        got = create({"size": 3, "bogus": 1, "port": "http", "extra": {"any": {"thing": 1}}})
+        assert got["spec"] == {
+            "size": 3,
+            "color": "red",
+            "port": "http",
+            "extra": {"any": {"thing": 1}},
+        }
+        assert create({"size": 3, "port": 8080}, name="h")["spec"]["port"] == 8080
+    finally:
+        ext.delete_custom_resource_definition(f"gadgets.{group}")
+
+
+SCENARIOS += [
+    unknown_field_strict,
+    invalid_enum_values,
+    secret_data_not_base64,
+    annotations_too_long,
+    custom_resource_schema,
+]
