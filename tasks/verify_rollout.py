@@ -216,6 +216,51 @@ def _waiting_failure(pod: Mapping[str, Any]) -> tuple[str, str] | None:
     return None
 
 
+def _latest(
+    events: list[Mapping[str, Any]], uid: str, reasons: set[str]
+) -> Mapping[str, Any] | None:
+    """The newest Event about object ``uid`` with one of ``reasons``."""
+    mine = [
+        e
+        for e in events
+        if (e.get("involvedObject") or {}).get("uid") == uid and e.get("reason") in reasons
+    ]
+    stamp = lambda e: str(e.get("lastTimestamp") or e.get("eventTime") or "")  # noqa: E731
+    return max(mine, key=stamp, default=None)
+
+
+def _blocker(
+    workload: Mapping[str, Any], pods: list[Mapping[str, Any]], events: list[Mapping[str, Any]]
+) -> tuple[str, str] | None:
+    """(reason, message) of what keeps a progressing rollout from starting its pods.
+
+    What a real cluster reports and waiting may still fix (an object created later, a
+    node freed), so it names the outcome at the deadline rather than failing at once:
+    FailedCreate (the ReplicaSet/StatefulSet/DaemonSet cannot create pods, e.g. a missing
+    ServiceAccount), FailedScheduling (no node fits a pod), FailedMount (a pod's
+    ConfigMap/Secret volume is missing).
+    """
+    failure = _cond(workload, "ReplicaFailure")
+    if failure is not None and failure.get("status") == "True":
+        return str(failure.get("reason") or "FailedCreate"), str(failure.get("message") or "")
+    uid = (workload.get("metadata") or {}).get("uid", "")
+    created = _latest(events, uid, {"FailedCreate"}) if uid else None
+    if created is not None and not pods:
+        return "FailedCreate", str(created.get("message") or "")
+    for pod in sorted(pods, key=lambda p: (p.get("metadata") or {}).get("name", "")):
+        meta = pod.get("metadata") or {}
+        scheduled = _cond(pod, "PodScheduled")
+        if scheduled and scheduled.get("status") == "False":
+            msg = scheduled.get("message") or scheduled.get("reason") or ""
+            return "FailedScheduling", f"pod {meta.get('name')}: {msg}"
+        statuses = (pod.get("status") or {}).get("containerStatuses") or []
+        started = any("running" in (cs.get("state") or {}) for cs in statuses)
+        mount = _latest(events, meta.get("uid", ""), {"FailedMount"})
+        if mount is not None and not started:
+            return "FailedMount", f"pod {meta.get('name')}: {mount.get('message') or ''}"
+    return None
+
+
 def _image_ids(pods: list[Mapping[str, Any]]) -> list[str]:
     out = set()
     for pod in pods:
@@ -277,12 +322,15 @@ def evaluate_rollout(
     workload: Mapping[str, Any] | None,
     pods: list[Mapping[str, Any]],
     digest: str | None = None,
+    events: list[Mapping[str, Any]] | None = None,
 ) -> RolloutStatus:
-    """Judge a rollout from the workload object and its pods (no I/O).
+    """Judge a rollout from the workload object, its pods and Warning events (no I/O).
 
     Order matters: a new pod stuck in a fail-fast waiting reason fails at once (even
     while the rollout is still progressing), then ProgressDeadlineExceeded, then the
-    rollout-status rules, then the digest check on the complete rollout.
+    rollout-status rules, then the digest check on the complete rollout. A progressing
+    rollout whose pods cannot be created, scheduled or mounted carries that reason
+    (FailedCreate, FailedScheduling, FailedMount), which a timeout then reports.
     """
     if workload is None:
         return RolloutStatus(state="progressing", reason="NotFound", message="workload not found")
@@ -312,10 +360,11 @@ def evaluate_rollout(
             images=images,
         )
     if not complete:
+        blocker = _blocker(workload, current, events or [])
         return RolloutStatus(
             state="progressing",
-            reason="Progressing",
-            message=why,
+            reason=blocker[0] if blocker else "Progressing",
+            message=f"{why}; {blocker[0]}: {blocker[1]}" if blocker else why,
             ready=ready,
             desired=desired,
             images=images,
@@ -469,6 +518,18 @@ def watch_rollout(
     events: queue.Queue[tuple[str, JSON]] = queue.Queue()
     pumps: list[_Pump] = []
     selector = ""
+    warnings: dict[str, JSON] = {}  # Warning events in the namespace (reasons to name)
+    epath = f"/api/v1/namespaces/{config.namespace}/events"
+    equery = {"fieldSelector": "type=Warning"}
+    try:
+        items, erv = kube.list(epath, equery)
+    except PermanentError:  # e.g. no RBAC for events: verify without them
+        erv = ""
+    else:
+        warnings.update({e["metadata"]["name"]: e for e in items})
+        epump = _Pump(kube, "events", epath, equery, erv, events, deadline)
+        pumps.append(epump)
+        epump.start()
 
     def start_pod_watch() -> None:
         nonlocal selector
@@ -489,7 +550,7 @@ def watch_rollout(
     if workload is not None:
         start_pod_watch()
     healthy_at: float | None = None
-    status = evaluate_rollout(workload, list(pods.values()), config.digest)
+    status = evaluate_rollout(workload, list(pods.values()), config.digest, list(warnings.values()))
     try:
         while True:
             if progress is not None:
@@ -541,6 +602,14 @@ def watch_rollout(
                     break
             for tag, event in batch:
                 kind = event.get("type")
+                if tag == "events":
+                    if kind == "RELIST":
+                        warnings = {e["metadata"]["name"]: e for e in event["items"]}
+                    elif kind == "DELETED":
+                        warnings.pop(event["object"]["metadata"]["name"], None)
+                    elif kind != "FAILED":  # events are a help, never a reason to stop
+                        warnings[event["object"]["metadata"]["name"]] = event["object"]
+                    continue
                 if kind == "FAILED":
                     raise event["error"]
                 if tag == "workload":
@@ -562,7 +631,9 @@ def watch_rollout(
                     pods.pop(event["object"]["metadata"]["name"], None)
                 else:
                     pods[event["object"]["metadata"]["name"]] = event["object"]
-            status = evaluate_rollout(workload, list(pods.values()), config.digest)
+            status = evaluate_rollout(
+                workload, list(pods.values()), config.digest, list(warnings.values())
+            )
     finally:
         for pump in pumps:
             pump.stop()

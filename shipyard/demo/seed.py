@@ -136,6 +136,16 @@ def seed_cluster(kubeconfig: str) -> None:
             except ApiException as exc:
                 if exc.status != 409:
                     raise
+        # The flow runs' ServiceAccount (prefect.yaml's service_account_name), as
+        # deployments/rbac/flow-runner.yaml creates it: without it no flow pod is admitted.
+        try:
+            core.create_namespaced_service_account(
+                FLOWS_NAMESPACE,
+                client.V1ServiceAccount(metadata=client.V1ObjectMeta(name="shipyard-flow-runner")),
+            )
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
 
 
 def seed_blocks(env: dict[str, str], gitops_url: str) -> None:

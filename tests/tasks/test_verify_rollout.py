@@ -246,7 +246,7 @@ def test_verify_is_watch_based(sim_cluster: SimClusterHandle, sim_namespace: str
     kube = KubeClient(sim_cluster.api_client())
     cfg = VerifyConfig(namespace=sim_namespace, workload="deployment/web", timeout_seconds=20)
     assert watch_rollout(kube, cfg).healthy
-    assert kube.requests <= 6  # discovery + list + list + 2 watches, no polling
+    assert kube.requests <= 7  # discovery + 3 lists + 3 watches (workload, pods, events)
 
 
 def _pod_template(name: str, image: str) -> dict[str, Any]:
