@@ -224,3 +224,135 @@ def test_openapi_documents_through_the_python_client(sim_cluster: SimClusterHand
     assert "io.k8s.api.core.v1.Pod" in v2["definitions"]
     text = json.dumps(v2["definitions"])
     assert "#/components/" not in text and "#/definitions/io.k8s.api.core.v1.PodSpec" in text
+
+
+def test_discovery_serves_autoscaling_discovery_and_admissionregistration(
+    sim_cluster: SimClusterHandle, sim_namespace: str
+) -> None:
+    k = sim_cluster.kubectl
+    versions = k("api-versions").stdout.split()
+    for gv in (
+        "autoscaling/v1",
+        "autoscaling/v2",
+        "discovery.k8s.io/v1",
+        "admissionregistration.k8s.io/v1",
+    ):
+        assert gv in versions
+    manifest = KINDS_MANIFEST
+    first = k("apply", "-n", sim_namespace, "-f", "-", input=manifest).stdout
+    assert "endpointslice.discovery.k8s.io/web-abc created" in first
+    assert "validatingwebhookconfiguration.admissionregistration.k8s.io/needs-vwc created" in first
+    assert "horizontalpodautoscaler.autoscaling/web created" in first
+    # Client-side apply again: a strategic merge patch, as for any built-in kind.
+    again = k("apply", "-n", sim_namespace, "-f", "-", input=manifest).stdout
+    assert "endpointslice.discovery.k8s.io/web-abc unchanged" in again
+    try:
+        api = sim_cluster.api_client()
+        hpa1 = client.AutoscalingV1Api(api).read_namespaced_horizontal_pod_autoscaler(
+            "web", sim_namespace
+        )
+        assert hpa1.api_version == "autoscaling/v1" and hpa1.spec.max_replicas == 3
+        hpa2 = client.AutoscalingV2Api(api).read_namespaced_horizontal_pod_autoscaler(
+            "web", sim_namespace
+        )
+        assert hpa2.spec.metrics[0].resource.name == "cpu"
+        slices = client.DiscoveryV1Api(api).list_namespaced_endpoint_slice(
+            sim_namespace, label_selector="kubernetes.io/service-name=web"
+        )
+        assert [s.metadata.name for s in slices.items] == ["web-abc"]
+        vwc = client.AdmissionregistrationV1Api(api).read_validating_webhook_configuration(
+            "needs-vwc"
+        )
+        assert vwc.webhooks[0].name == "check.example.com"
+    finally:
+        k("delete", "validatingwebhookconfiguration", "needs-vwc", check=False)
+        k("delete", "mutatingwebhookconfiguration", "needs-mwc", check=False)
+
+
+KINDS_MANIFEST = """
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: web-abc, labels: {kubernetes.io/service-name: web}}
+addressType: IPv4
+ports: [{name: http, port: 80, protocol: TCP}]
+endpoints: [{addresses: ["10.0.0.1"], conditions: {ready: true}}]
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingWebhookConfiguration
+metadata: {name: needs-vwc}
+webhooks:
+- name: check.example.com
+  admissionReviewVersions: [v1]
+  sideEffects: None
+  clientConfig: {service: {name: hook, namespace: default, path: /validate}}
+  rules: [{apiGroups: [""], apiVersions: [v1], operations: [CREATE], resources: [configmaps]}]
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: MutatingWebhookConfiguration
+metadata: {name: needs-mwc}
+webhooks:
+- name: mutate.example.com
+  admissionReviewVersions: [v1]
+  sideEffects: None
+  clientConfig: {url: "https://hook.example.com/mutate"}
+---
+apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata: {name: web}
+spec:
+  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: web}
+  minReplicas: 1
+  maxReplicas: 3
+  metrics:
+  - type: Resource
+    resource: {name: cpu, target: {type: Utilization, averageUtilization: 80}}
+"""
+
+
+def test_probe_defaults(sim_cluster: SimClusterHandle, sim_namespace: str) -> None:
+    api = client.CoreV1Api(sim_cluster.api_client())
+    pod = client.V1Pod(
+        metadata=client.V1ObjectMeta(name="probed"),
+        spec=client.V1PodSpec(
+            containers=[
+                client.V1Container(
+                    name="app",
+                    image="nginx:1.25",
+                    liveness_probe=client.V1Probe(
+                        http_get=client.V1HTTPGetAction(path="/healthz", port=80)
+                    ),
+                    readiness_probe=client.V1Probe(
+                        tcp_socket=client.V1TCPSocketAction(port=80), period_seconds=5
+                    ),
+                )
+            ]
+        ),
+    )
+    created = api.create_namespaced_pod(sim_namespace, pod)
+    live = created.spec.containers[0].liveness_probe
+    assert (live.period_seconds, live.timeout_seconds) == (10, 1)
+    assert (live.success_threshold, live.failure_threshold) == (1, 3)
+    assert live.http_get.scheme == "HTTP"
+    assert created.spec.containers[0].readiness_probe.period_seconds == 5
+    # Templates are defaulted too (kubectl reads them back from the Deployment).
+    k = sim_cluster.kubectl
+    k("create", "deployment", "-n", sim_namespace, "probed", "--image=nginx:1.25")
+    k(
+        "patch",
+        "-n",
+        sim_namespace,
+        "deployment/probed",
+        "--type=json",
+        "-p",
+        '[{"op":"add","path":"/spec/template/spec/containers/0/startupProbe",'
+        '"value":{"exec":{"command":["true"]}}}]',
+    )
+    d = _get(sim_cluster, sim_namespace, "deployment/probed")
+    startup = d["spec"]["template"]["spec"]["containers"][0]["startupProbe"]
+    assert startup == {
+        "exec": {"command": ["true"]},
+        "timeoutSeconds": 1,
+        "periodSeconds": 10,
+        "successThreshold": 1,
+        "failureThreshold": 3,
+    }

@@ -12,7 +12,7 @@ import itertools
 import re
 from typing import TYPE_CHECKING, Any
 
-from simcluster import errors, shapes, validation
+from simcluster import errors, probes, shapes
 from simcluster.resources import ResourceType, crd_resource_type
 from simcluster.selectors import match_label_selector
 
@@ -57,7 +57,6 @@ def admit(rt: ResourceType, obj: JSON, old: JSON | None, store: Store) -> None:
         causes += check(obj, old)
     if rt.key == ("apiextensions.k8s.io", "customresourcedefinitions"):
         causes += _validate_crd(obj)
-    causes += validation.check(rt, obj, old, store)  # enums, annotation size, CR schema
     if causes:
         raise errors.invalid(rt.kind, rt.group, obj["metadata"].get("name", ""), causes)
 
@@ -150,6 +149,7 @@ def default_pod_spec(spec: JSON) -> None:
         c.setdefault("terminationMessagePath", "/dev/termination-log")
         c.setdefault("terminationMessagePolicy", "File")
         c.setdefault("resources", {})
+        probes.default_probes(c)
         for port in c.get("ports") or []:
             if isinstance(port, dict):
                 port.setdefault("protocol", "TCP")

@@ -40,7 +40,6 @@ from simcluster.logs import LogStore
 from simcluster.resources import ResourceType
 from simcluster.selectors import parse_field_selector, parse_label_selector, selector_to_string
 from simcluster.store import Store, WatchEvent, clone
-from simcluster.validation import fields as field_validation
 
 JSON = dict[str, Any]
 Scope = MutableMapping[str, Any]
@@ -452,15 +451,13 @@ class SimApp:
             status = {"allowed": True, "reason": "simcluster allows every request"}
             return Response(201, {**review, "metadata": {}, "spec": {}, "status": status})
         body = self._object_body(req, t)
-        warn = field_validation.decode(t.rt, t.version, body, req.query, self.store)
         obj = self.store.create(
             t.rt, body, t.namespace or "", manager=self._manager(req), dry_run=self._dry_run(req)
         )
-        return Response(201, self._out(obj, t), headers=warn)
+        return Response(201, self._out(obj, t))
 
     def _update(self, req: Request, t: Target) -> Response:
         body = self._object_body(req, t)
-        warn = field_validation.decode(t.rt, t.version, body, req.query, self.store)
         obj = self.store.update(
             t.rt,
             body,
@@ -470,7 +467,7 @@ class SimApp:
             manager=self._manager(req),
             dry_run=self._dry_run(req),
         )
-        return Response(body=self._out(obj, t), headers=warn)
+        return Response(body=self._out(obj, t))
 
     def _patch(self, req: Request, t: Target) -> Response:
         ctype = req.headers.get("content-type", "").split(";")[0].strip()
@@ -491,6 +488,8 @@ class SimApp:
             "coordination.k8s.io",
             "autoscaling",
             "storage.k8s.io",
+            "discovery.k8s.io",
+            "admissionregistration.k8s.io",
         ):
             raise errors.unsupported_media_type(ctype)
         body = self._body(req)
@@ -507,9 +506,6 @@ class SimApp:
             )
         if not isinstance(new, dict):
             raise errors.bad_request("the patch did not produce an object")
-        warn = field_validation.decode_patched(
-            t.rt, t.version, new, body, ctype == patch.STRATEGIC, req.query, self.store
-        )
         meta = new.setdefault("metadata", {})
         if not isinstance(meta, dict):
             raise errors.bad_request("metadata must be an object")
@@ -527,7 +523,7 @@ class SimApp:
         obj = self.store.update(
             t.rt, new, ns, t.name, subresource=t.sub, manager=manager, dry_run=self._dry_run(req)
         )
-        return Response(body=self._out(obj, t), headers=warn)
+        return Response(body=self._out(obj, t))
 
     def _apply(self, req: Request, t: Target, manager: str) -> Response:
         if not req.query.get("fieldManager"):
@@ -546,7 +542,6 @@ class SimApp:
         ns = t.namespace or ""
         applied.setdefault("apiVersion", t.rt.api_version(t.version))
         applied.setdefault("kind", t.rt.kind)
-        field_validation.check_apply(t.rt, t.version, applied, ns, t.name or "", self.store)
         live = self.store.try_get(t.rt, ns, t.name or "")
         force = req.flag("force")
         api_version = t.rt.api_version(t.version)
