@@ -12,7 +12,7 @@ import itertools
 import re
 from typing import TYPE_CHECKING, Any
 
-from simcluster import errors, probes, shapes
+from simcluster import errors, probes, shapes, validation
 from simcluster.resources import ResourceType, crd_resource_type
 from simcluster.selectors import match_label_selector
 
@@ -57,6 +57,7 @@ def admit(rt: ResourceType, obj: JSON, old: JSON | None, store: Store) -> None:
         causes += check(obj, old)
     if rt.key == ("apiextensions.k8s.io", "customresourcedefinitions"):
         causes += _validate_crd(obj)
+    causes += validation.check(rt, obj, old, store)  # enums, annotation size, CR schema
     if causes:
         raise errors.invalid(rt.kind, rt.group, obj["metadata"].get("name", ""), causes)
 

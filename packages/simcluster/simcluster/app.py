@@ -40,6 +40,7 @@ from simcluster.logs import LogStore
 from simcluster.resources import ResourceType
 from simcluster.selectors import parse_field_selector, parse_label_selector, selector_to_string
 from simcluster.store import Store, WatchEvent, clone
+from simcluster.validation import fields as field_validation
 
 JSON = dict[str, Any]
 Scope = MutableMapping[str, Any]
@@ -451,13 +452,15 @@ class SimApp:
             status = {"allowed": True, "reason": "simcluster allows every request"}
             return Response(201, {**review, "metadata": {}, "spec": {}, "status": status})
         body = self._object_body(req, t)
+        warn = field_validation.decode(t.rt, t.version, body, req.query, self.store)
         obj = self.store.create(
             t.rt, body, t.namespace or "", manager=self._manager(req), dry_run=self._dry_run(req)
         )
-        return Response(201, self._out(obj, t))
+        return Response(201, self._out(obj, t), headers=warn)
 
     def _update(self, req: Request, t: Target) -> Response:
         body = self._object_body(req, t)
+        warn = field_validation.decode(t.rt, t.version, body, req.query, self.store)
         obj = self.store.update(
             t.rt,
             body,
@@ -467,7 +470,7 @@ class SimApp:
             manager=self._manager(req),
             dry_run=self._dry_run(req),
         )
-        return Response(body=self._out(obj, t))
+        return Response(body=self._out(obj, t), headers=warn)
 
     def _patch(self, req: Request, t: Target) -> Response:
         ctype = req.headers.get("content-type", "").split(";")[0].strip()
@@ -506,6 +509,9 @@ class SimApp:
             )
         if not isinstance(new, dict):
             raise errors.bad_request("the patch did not produce an object")
+        warn = field_validation.decode_patched(
+            t.rt, t.version, new, body, ctype == patch.STRATEGIC, req.query, self.store
+        )
         meta = new.setdefault("metadata", {})
         if not isinstance(meta, dict):
             raise errors.bad_request("metadata must be an object")
@@ -523,7 +529,7 @@ class SimApp:
         obj = self.store.update(
             t.rt, new, ns, t.name, subresource=t.sub, manager=manager, dry_run=self._dry_run(req)
         )
-        return Response(body=self._out(obj, t))
+        return Response(body=self._out(obj, t), headers=warn)
 
     def _apply(self, req: Request, t: Target, manager: str) -> Response:
         if not req.query.get("fieldManager"):
@@ -542,6 +548,7 @@ class SimApp:
         ns = t.namespace or ""
         applied.setdefault("apiVersion", t.rt.api_version(t.version))
         applied.setdefault("kind", t.rt.kind)
+        field_validation.check_apply(t.rt, t.version, applied, ns, t.name or "", self.store)
         live = self.store.try_get(t.rt, ns, t.name or "")
         force = req.flag("force")
         api_version = t.rt.api_version(t.version)
