@@ -265,6 +265,16 @@ def invalid_enum_values(api: client.ApiClient, ns: str) -> None:
         'Deployment.apps "strategy" is invalid: spec.strategy.type: Unsupported value: '
         '"BlueGreen": supported values: "Recreate", "RollingUpdate"'
     )
+    both = _deployment_body("both", imagePullPolicy="Sometimes")
+    both["spec"]["strategy"] = {"type": "BlueGreen"}
+    with pytest.raises(ApiException) as err:
+        apps.create_namespaced_deployment(ns, both)
+    assert _status(err.value)[2] == (  # several causes: Go's aggregate, in brackets
+        'Deployment.apps "both" is invalid: [spec.template.spec.containers[0].imagePullPolicy: '
+        'Unsupported value: "Sometimes": supported values: "Always", "IfNotPresent", "Never", '
+        'spec.strategy.type: Unsupported value: "BlueGreen": supported values: "Recreate", '
+        '"RollingUpdate"]'
+    )
     service = {
         "apiVersion": "v1",
         "kind": "Service",

@@ -180,7 +180,7 @@ def test_custom_resource_schema_kubectl(sim_cluster: SimClusterHandle, sim_names
             "apply", *ns, "-f", "-", input=head + "spec: {size: 20, color: blue}\n", check=False
         )
         assert out.returncode == 1
-        assert 'The Widget "w" is invalid: ' in out.stderr
+        assert 'The Widget "w" is invalid: \n* spec.color: ' in out.stderr
         assert (
             'spec.color: Unsupported value: "blue": supported values: "red", "green"' in out.stderr
         )

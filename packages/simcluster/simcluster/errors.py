@@ -98,6 +98,8 @@ def invalid(kind: str, group: str, name: str, causes: list[tuple[str, str, str]]
     """422 Invalid with field causes ``(reason, field, message)``, as validation reports."""
     qualified = f"{kind}.{group}" if group else kind
     text = ", ".join(f"{field}: {message}" for _, field, message in causes)
+    if len(causes) > 1:
+        text = f"[{text}]"  # as Go's aggregate error prints several
     details: JSON = {
         "name": name,
         "kind": kind,
