@@ -356,3 +356,47 @@ def test_probe_defaults(sim_cluster: SimClusterHandle, sim_namespace: str) -> No
         "successThreshold": 1,
         "failureThreshold": 3,
     }
+
+
+def test_error_values_are_formatted_as_go_prints_them(
+    sim_cluster: SimClusterHandle, sim_namespace: str
+) -> None:
+    apps = client.AppsV1Api(sim_cluster.api_client())
+    body = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "mismatch"},
+        "spec": {
+            "selector": {"matchLabels": {"app": "a"}},
+            "template": {
+                "metadata": {"labels": {"app": "b", "tier": "web"}},
+                "spec": {"containers": [{"name": "c", "image": "nginx:1.25"}]},
+            },
+        },
+    }
+    with pytest.raises(ApiException) as err:
+        apps.create_namespaced_deployment(sim_namespace, body)
+    status = json.loads(err.value.body)
+    assert (err.value.status, status["reason"]) == (422, "Invalid")
+    assert status["message"] == (
+        'Deployment.apps "mismatch" is invalid: spec.template.metadata.labels: Invalid value: '
+        'map[string]string{"app":"b", "tier":"web"}: `selector` does not match template `labels`'
+    )
+    body["spec"]["template"]["metadata"]["labels"] = {"app": "a"}
+    apps.create_namespaced_deployment(sim_namespace, body)
+    out = sim_cluster.kubectl(
+        "patch",
+        "-n",
+        sim_namespace,
+        "deployment/mismatch",
+        "--type=merge",
+        "-p",
+        '{"spec":{"selector":{"matchLabels":{"app":"z"}},'
+        '"template":{"metadata":{"labels":{"app":"z"}}}}}',
+        check=False,
+    )
+    assert (
+        'spec.selector: Invalid value: v1.LabelSelector{MatchLabels:map[string]string{"app":"z"}, '
+        "MatchExpressions:[]v1.LabelSelectorRequirement(nil)}: field is immutable"
+    ) in out.stderr
+    assert "{'" not in out.stderr

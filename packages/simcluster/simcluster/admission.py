@@ -12,7 +12,7 @@ import itertools
 import re
 from typing import TYPE_CHECKING, Any
 
-from simcluster import errors, probes, shapes, validation
+from simcluster import errors, gofmt, probes, shapes, validation
 from simcluster.resources import ResourceType, crd_resource_type
 from simcluster.selectors import match_label_selector
 
@@ -380,7 +380,8 @@ def _validate_workload(obj: JSON, old: JSON | None) -> list[Cause]:
             (
                 "FieldValueInvalid",
                 "spec.template.metadata.labels",
-                f"Invalid value: {labels}: `selector` does not match template `labels`",
+                f"Invalid value: {gofmt.string_map(labels)}: "
+                "`selector` does not match template `labels`",
             )
         )
     if (
@@ -389,7 +390,11 @@ def _validate_workload(obj: JSON, old: JSON | None) -> list[Cause]:
         and obj["kind"] != "Job"
     ):
         causes.append(
-            ("FieldValueInvalid", "spec.selector", f"Invalid value: {selector}: field is immutable")
+            (
+                "FieldValueInvalid",
+                "spec.selector",
+                f"Invalid value: {gofmt.label_selector(selector)}: field is immutable",
+            )
         )
     strategy = spec.get("strategy") or {}
     if strategy.get("type") == "Recreate" and strategy.get("rollingUpdate"):
