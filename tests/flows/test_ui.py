@@ -1,6 +1,7 @@
 """The Prefect UI, driven like a person would in headless Chromium (Playwright): start
 `deliver` with custom parameters from its deployment page, then approve a paused
-`promote` run through the UI's input form. The runs execute on the Kubernetes worker.
+`promote` run through the UI's input form, which shows what is being approved and needs
+an explicit decision. The runs execute on the Kubernetes worker.
 """
 
 from __future__ import annotations
@@ -49,6 +50,22 @@ def _field(scope: Any, label: str) -> Any:
         f"[{name}='{label}' or {name}='{label} (Optional)']]"
     )
     return scope.locator(f"xpath={xpath}").last.locator("textarea, input[type='text']").first
+
+
+def _choose(scope: Any, label: str, option: str) -> None:
+    """Pick ``option`` in the select of the schema-form property labelled ``label``."""
+    name = "normalize-space()"
+    xpath = (
+        ".//div[contains(concat(' ', normalize-space(@class), ' '), ' schema-form-property ')]"
+        "[.//span[contains(@class, 'schema-form-property__label')]"
+        f"[{name}='{label}' or {name}='{label} (Optional)']]"
+    )
+    button = scope.locator(f"xpath={xpath}").last.locator("button.p-select-button__control")
+    choice = scope.page.get_by_role("option", name=option, exact=True)
+    button.first.click()  # focuses the select; the keyboard opens its option list
+    if not choice.is_visible():
+        button.first.press("Space")
+    choice.click()
 
 
 def _wait_run(predicate: Any, timeout: float, what: str) -> Any:
@@ -105,7 +122,10 @@ def test_deliver_from_the_ui_then_approve_promote_in_the_ui(stack: Stack, page: 
     page.goto(f"{ui}/runs/flow-run/{promotion.id}")
     page.get_by_role("button", name=re.compile("Resume")).click()
     dialog = page.get_by_role("dialog")
-    dialog.get_by_role("switch").first.click()
+    # The form says what is being approved, and the decision has no default.
+    for shown in ("Promote cart from dev to prod", "digest", "verified at"):
+        assert dialog.get_by_text(shown).first.is_visible(), shown
+    _choose(dialog, "Decision", "approve")
     _field(dialog, "Approver").fill("release-manager")
     _field(dialog, "Reason").fill("CHG-42 approved in the browser test")
     dialog.get_by_role("button", name="Submit").click()
