@@ -27,6 +27,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "shipyard.cli.deliver_steps",
     "shipyard.cli.dr",
     "shipyard.cli.runs",
+    "shipyard.cli.fleet",
     # After any module adding the `fleet` group: it adds `fleet appset` to that group.
     "shipyard.cli.fleet_appset",
 )

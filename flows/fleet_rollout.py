@@ -1,0 +1,109 @@
+"""``fleet_rollout``: one GitOps revision taken to every cluster of a fleet, wave by wave.
+
+The flow plans (a task: the fleet file, the commit, the waves; bad input fails it with a
+ConfigError), then runs :func:`tasks.fleet.run.run_fleet` with one subflow per wave
+(``wave-<name>``) and one task run per cluster (``roll-out-<cluster>``, and
+``roll-back-<cluster>`` when a wave halts). A table artifact ``fleet-<name>`` (one row
+per cluster: wave, status, times, reason) gets a new version at every change, so the
+run page shows the rollout live. The run ends Failed, with the report attached, when
+the rollout halted or a cluster was skipped. ``fleet_rollout_directly`` runs the same
+machine without Prefect (the CLI without an API).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from prefect import flow
+from prefect.artifacts import create_table_artifact
+from prefect.states import Failed
+
+from tasks.fleet.cluster import ClusterReport, recheck_cluster, roll_back_cluster, roll_cluster
+from tasks.fleet.config import FleetPlan, plan_rollout
+from tasks.fleet.run import FleetReport, WaveReport, run_fleet, run_wave
+from tasks.steps.fleet import fleet_recheck, fleet_roll_back, fleet_roll_cluster, plan_fleet
+
+__all__ = ["fleet_rollout", "fleet_rollout_directly", "fleet_wave", "summary"]
+
+
+def summary(report: FleetReport) -> str:
+    """One line: passed, or where it halted and which clusters are not at REV."""
+    if report.passed:
+        return f"every cluster verified at {report.revision[:12]}"
+    bad = [
+        f"{c.name} {c.status}"
+        for w in report.waves
+        for c in w.clusters
+        if c.status not in ("healthy", "unchanged")
+    ]
+    where = f"halted at wave {report.halted_at}" if report.halted_at else "not every cluster at REV"
+    return f"{where}: {', '.join(bad)}"
+
+
+def _publisher(plan: FleetPlan) -> Any:
+    key = "fleet-" + re.sub(r"[^a-z0-9-]+", "-", plan.fleet.metadata.name.lower())
+
+    def publish(report: FleetReport) -> None:
+        rows = [
+            {
+                "wave": w.name,
+                "cluster": c.name,
+                "status": c.status or ("running" if c.reason == "rolling out" else "pending"),
+                "started_at": c.started_at or "",
+                "finished_at": c.finished_at or "",
+                "reason": c.reason or "",
+            }
+            for w in report.waves
+            for c in w.clusters
+        ]
+        create_table_artifact(
+            rows, key=key, description=f"fleet {plan.fleet.metadata.name} at {plan.sha[:12]}"
+        )
+
+    return publish
+
+
+@flow(name="fleet-wave", flow_run_name="wave-{wave_name}", log_prints=True)
+def fleet_wave(plan: FleetPlan, index: int, report: FleetReport, wave_name: str) -> WaveReport:
+    """One wave: its clusters as task runs, at most ``max_parallel`` at once."""
+    return run_wave(
+        plan,
+        index,
+        report,
+        lambda name: fleet_roll_cluster(plan, name),
+        lambda r, why: fleet_roll_back(plan, r, why),
+        _publisher(plan),
+    )
+
+
+@flow(name="fleet-rollout", log_prints=True)
+def fleet_rollout(fleet_file: str, repo_dir: str, revision: str) -> Any:
+    """Roll ``revision`` of ``repo_dir`` out to the fleet of ``fleet_file`` in waves."""
+    plan = plan_fleet(fleet_file, repo_dir, revision)
+    report = run_fleet(
+        plan,
+        lambda name: fleet_roll_cluster(plan, name),
+        lambda r, why: fleet_roll_back(plan, r, why),
+        lambda name: fleet_recheck(plan, name),
+        wave=lambda p, i, r: fleet_wave(p, i, r, p.waves[i].name),
+        publish=_publisher(plan),
+    )
+    if not report.passed:
+        return Failed(message=summary(report), data=report)
+    return report
+
+
+def fleet_rollout_directly(fleet_file: str, repo_dir: str, revision: str) -> FleetReport:
+    """The same rollout without Prefect: the cores of :mod:`tasks.fleet` in this process."""
+    plan = plan_rollout(fleet_file, repo_dir, revision)
+
+    def back(report: ClusterReport, why: str) -> ClusterReport:
+        return roll_back_cluster(plan, report, why)
+
+    return run_fleet(
+        plan,
+        lambda name: roll_cluster(plan, name),
+        back,
+        lambda name: recheck_cluster(plan, name),
+    )

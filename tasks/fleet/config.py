@@ -1,0 +1,322 @@
+"""The fleet file, label selectors, and the plan of a rollout (which cluster in which wave).
+
+Everything here is checked before anything is written to a cluster: a fleet file that
+does not parse or validate, a wave that gets no cluster, a cluster that falls in no
+wave, a revision unknown to the repository, a path missing at that revision and a
+kubeconfig that is not a file are all :class:`ConfigError` (exit 2 at the CLI).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from pathlib import Path, PurePosixPath
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from shipyard.core.catalog import SyncSpec, VerifySpec
+from shipyard.core.errors import ConfigError
+
+__all__ = [
+    "Fleet",
+    "FleetCluster",
+    "FleetPlan",
+    "LabelSelector",
+    "PlannedWave",
+    "Requirement",
+    "Wave",
+    "assign_waves",
+    "load_fleet",
+    "plan_rollout",
+    "selector_matches",
+]
+
+_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Requirement(_Model):
+    """One ``matchExpressions`` entry, as Kubernetes' LabelSelectorRequirement."""
+
+    key: str = Field(description="Label key.")
+    operator: Literal["In", "NotIn", "Exists", "DoesNotExist"] = Field(description="Operator.")
+    values: list[str] = Field(default_factory=list, description="Values (In, NotIn).")
+
+    @model_validator(mode="after")
+    def _values(self) -> Requirement:
+        if self.operator in ("In", "NotIn") and not self.values:
+            raise ValueError(f"operator {self.operator} needs values")
+        if self.operator in ("Exists", "DoesNotExist") and self.values:
+            raise ValueError(f"operator {self.operator} takes no values")
+        return self
+
+
+class LabelSelector(_Model):
+    """A Kubernetes LabelSelector: every ``matchLabels`` pair and every expression hold."""
+
+    matchLabels: dict[str, str] = Field(default_factory=dict, description="Equalities.")
+    matchExpressions: list[Requirement] = Field(
+        default_factory=list, description="Set-based requirements."
+    )
+
+
+def selector_matches(selector: LabelSelector | None, labels: Mapping[str, str]) -> bool:
+    """True when ``labels`` satisfy ``selector`` (None matches everything), as Kubernetes:
+    ``NotIn`` and ``DoesNotExist`` hold for a label that is absent."""
+    if selector is None:
+        return True
+    if any(labels.get(k) != v for k, v in selector.matchLabels.items()):
+        return False
+    for req in selector.matchExpressions:
+        present = req.key in labels
+        if req.operator == "In" and not (present and labels[req.key] in req.values):
+            return False
+        if req.operator == "NotIn" and present and labels[req.key] in req.values:
+            return False
+        if req.operator == "Exists" and not present:
+            return False
+        if req.operator == "DoesNotExist" and present:
+            return False
+    return True
+
+
+class FleetCluster(_Model):
+    """One cluster of the inventory."""
+
+    name: str = Field(description="Cluster name (DNS label style), unique in the fleet.")
+    kubeconfig: str = Field(description="Path to its kubeconfig file.")
+    context: str | None = Field(None, description="kubeconfig context; default the current.")
+    labels: dict[str, str] = Field(default_factory=dict, description="Labels waves select on.")
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not _NAME.match(value):
+            raise ValueError(f"cluster name {value!r} must be lower-case letters, digits, - or .")
+        return value
+
+
+class Wave(_Model):
+    """One step of the rollout: the clusters its selector picks (first match wins)."""
+
+    name: str = Field(description="Wave name, unique in the fleet.")
+    selector: LabelSelector | None = Field(
+        None, description="Which clusters; none: every cluster not in an earlier wave."
+    )
+    bake_seconds: float = Field(0.0, ge=0, description="Wait after the wave passed, re-checked.")
+    max_parallel: int | None = Field(
+        None, ge=1, description="Clusters synced and verified at once (default: all)."
+    )
+    on_unreachable: Literal["fail", "skip"] = Field(
+        "fail", description="fail: an unreachable cluster halts; skip: report it skipped."
+    )
+    approve: bool = Field(False, description="Wait for approval before the wave starts.")
+
+
+class RolloutSpec(_Model):
+    """What every cluster gets and how it is checked."""
+
+    path: str = Field(description="Path in the GitOps repo; {cluster} is the cluster's name.")
+    namespace: str = Field(description="Namespace everything goes to (must exist).")
+    app: str | None = Field(
+        None, description="Ownership label value; default the path's last part."
+    )
+    sync: SyncSpec = Field(default_factory=SyncSpec, description="As `shipyard sync`.")
+    verify: VerifySpec = Field(description="As the catalog's verify (workloads, timeout).")
+    waves: list[Wave] = Field(min_length=1, description="In order.")
+
+    @field_validator("verify")
+    @classmethod
+    def _workloads(cls, value: VerifySpec) -> VerifySpec:
+        if not value.workloads:
+            raise ValueError("verify.workloads needs at least one KIND/NAME")
+        return value
+
+
+class FleetMeta(_Model):
+    """metadata of the fleet file."""
+
+    name: str = Field(description="Fleet name (names the per-cluster record).")
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not _NAME.match(value):
+            raise ValueError(f"fleet name {value!r} must be lower-case letters, digits, - or .")
+        return value
+
+
+class Fleet(_Model):
+    """A fleet file (``apiVersion: shipyard.dev/v1``, ``kind: Fleet``)."""
+
+    apiVersion: Literal["shipyard.dev/v1"] = Field(description="Format version.")
+    kind: Literal["Fleet"] = Field(description="Always Fleet.")
+    metadata: FleetMeta
+    clusters: list[FleetCluster] = Field(min_length=1, description="The inventory.")
+    rollout: RolloutSpec
+    rollback: Literal["wave", "all"] = Field(
+        "wave", description="On a halt, roll back the halted wave only, or every wave so far."
+    )
+
+    @model_validator(mode="after")
+    def _unique(self) -> Fleet:
+        for what, names in (
+            ("cluster", [c.name for c in self.clusters]),
+            ("wave", [w.name for w in self.rollout.waves]),
+        ):
+            dupes = sorted({n for n in names if names.count(n) > 1})
+            if dupes:
+                raise ValueError(f"{what} names must be unique: {', '.join(dupes)}")
+        return self
+
+
+def load_fleet(path: str | Path) -> Fleet:
+    """Read and validate a fleet file; ConfigError naming the file and the first problem."""
+    file = Path(path)
+    if not file.is_file():
+        raise ConfigError(f"fleet file {file} does not exist")
+    try:
+        data = yaml.safe_load(file.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        text = " ".join(str(exc).split())
+        raise ConfigError(f"fleet file {file} is not valid YAML: {text}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"fleet file {file} must be a mapping (apiVersion, kind, ...)")
+    try:
+        return Fleet.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        msg = str(first.get("msg", "")).removeprefix("Value error, ")
+        raise ConfigError(f"fleet file {file}: {where + ': ' if where else ''}{msg}") from None
+
+
+def assign_waves(fleet: Fleet) -> list[list[FleetCluster]]:
+    """The clusters of each wave, in order: each cluster in the first wave that selects it.
+
+    ConfigError for a cluster that no wave selects and for a wave left with no cluster.
+    """
+    taken: set[str] = set()
+    waves: list[list[FleetCluster]] = []
+    for wave in fleet.rollout.waves:
+        members = [
+            c
+            for c in fleet.clusters
+            if c.name not in taken and selector_matches(wave.selector, c.labels)
+        ]
+        if not members:
+            raise ConfigError(
+                f"wave {wave.name!r} matches no cluster (none left after the earlier waves)"
+                if any(selector_matches(wave.selector, c.labels) for c in fleet.clusters)
+                else f"wave {wave.name!r}: its selector matches no cluster"
+            )
+        taken.update(c.name for c in members)
+        waves.append(members)
+    left = [c.name for c in fleet.clusters if c.name not in taken]
+    if left:
+        raise ConfigError(f"cluster(s) in no wave: {', '.join(left)} (add a wave without selector)")
+    return waves
+
+
+class PlannedWave(_Model):
+    """A wave with its clusters resolved."""
+
+    name: str
+    clusters: list[str]
+    bake_seconds: float = 0.0
+    max_parallel: int | None = None
+    on_unreachable: Literal["fail", "skip"] = "fail"
+    approve: bool = False
+
+
+class FleetPlan(_Model):
+    """Everything a rollout needs, validated: the fleet, the commit, the waves."""
+
+    fleet: Fleet
+    repo_dir: str = Field(description="GitOps working tree (only committed content counts).")
+    revision: str = Field(description="REV as the user gave it.")
+    sha: str = Field(description="The commit REV names.")
+    waves: list[PlannedWave]
+
+    def cluster(self, name: str) -> FleetCluster:
+        """The inventory entry of ``name``."""
+        return next(c for c in self.fleet.clusters if c.name == name)
+
+    def path_for(self, name: str) -> str:
+        """The GitOps path cluster ``name`` syncs."""
+        return self.fleet.rollout.path.replace("{cluster}", name)
+
+    def app_for(self, name: str) -> str:
+        """The ownership label value of what is applied to ``name``."""
+        spec = self.fleet.rollout
+        return spec.app or PurePosixPath(self.path_for(name).rstrip("/")).name or "app"
+
+    @property
+    def record_name(self) -> str:
+        """The ConfigMap (per cluster, in the namespace) that records the rollout state."""
+        return f"shipyard-fleet-{self.fleet.metadata.name}"
+
+
+def resolve_revision(repo_dir: str, revision: str) -> tuple[str, list[str]]:
+    """(sha, paths at it) helper: the commit ``revision`` names in ``repo_dir``."""
+    from git import Repo
+    from git.exc import BadName, InvalidGitRepositoryError, NoSuchPathError
+
+    try:
+        repo = Repo(repo_dir, search_parent_directories=False)
+    except (InvalidGitRepositoryError, NoSuchPathError):
+        raise ConfigError(f"--repo-dir {repo_dir} is not a git repository") from None
+    try:
+        try:
+            commit = repo.commit(revision)
+        except (BadName, ValueError):
+            raise ConfigError(f"revision {revision!r} does not exist in {repo_dir}") from None
+        return str(commit.hexsha), [str(i.path) for i in commit.tree.traverse()]  # type: ignore[union-attr]
+    finally:
+        repo.close()
+
+
+def plan_rollout(fleet_file: str | Path, repo_dir: str, revision: str) -> FleetPlan:
+    """Load and check everything (see module docstring); the plan of the rollout."""
+    fleet = load_fleet(fleet_file)
+    if not revision.strip():
+        raise ConfigError("--revision is required")
+    waves = assign_waves(fleet)
+    base = Path(fleet_file).resolve().parent
+    clusters = []
+    for c in fleet.clusters:
+        kc = Path(c.kubeconfig).expanduser()
+        kc = kc if kc.is_absolute() else base / kc
+        if not kc.is_file():
+            raise ConfigError(f"cluster {c.name!r}: kubeconfig {c.kubeconfig} is not a file")
+        clusters.append(c.model_copy(update={"kubeconfig": str(kc)}))
+    fleet = fleet.model_copy(update={"clusters": clusters})
+    sha, paths = resolve_revision(repo_dir, revision)
+    known = set(paths)
+    for c in fleet.clusters:
+        path = fleet.rollout.path.replace("{cluster}", c.name).strip("/")
+        if path not in known:
+            raise ConfigError(f"path {path!r} does not exist at {sha[:12]} (cluster {c.name!r})")
+    spec = fleet.rollout.waves
+    return FleetPlan(
+        fleet=fleet,
+        repo_dir=str(Path(repo_dir).resolve()),
+        revision=revision,
+        sha=sha,
+        waves=[
+            PlannedWave(
+                name=w.name,
+                clusters=[c.name for c in members],
+                bake_seconds=w.bake_seconds,
+                max_parallel=w.max_parallel,
+                on_unreachable=w.on_unreachable,
+                approve=w.approve,
+            )
+            for w, members in zip(spec, waves, strict=True)
+        ],
+    )
