@@ -43,6 +43,14 @@ def _ensure_namespace(api: Any) -> None:
     except ApiException as exc:
         if exc.status != 409:
             raise
+    # The job template's default service_account_name; pods without it are not admitted.
+    try:
+        core.create_namespaced_service_account(
+            NAMESPACE, {"metadata": {"name": "shipyard-flow-runner"}}
+        )
+    except ApiException as exc:
+        if exc.status != 409:
+            raise
 
 
 def _create_pool(template: dict[str, Any]) -> None:
