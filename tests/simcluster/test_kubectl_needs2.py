@@ -318,3 +318,92 @@ def test_hpa_scaling_disabled_at_zero(sim_cluster: SimClusterHandle, sim_namespa
     _until(lambda: (active() or ("",))[1] == "ScalingDisabled")
     d = json.loads(k("get", "-n", ns, "deployment", "api", "-o", "json").stdout)
     assert d["spec"]["replicas"] == 0
+
+
+def test_namespace_terminates_then_disappears(sim_cluster: SimClusterHandle) -> None:
+    k = sim_cluster.kubectl
+    ns = f"term-{time.monotonic_ns() % 10**8}"
+    k("create", "namespace", ns)
+    k(
+        "apply",
+        "-n",
+        ns,
+        "-f",
+        "-",
+        input="kind: ConfigMap\napiVersion: v1\n"
+        "metadata: {name: held, finalizers: [example.com/hold]}\n",
+    )
+    k("create", "configmap", "plain", "-n", ns)
+    k("delete", "namespace", ns, "--wait=false")
+
+    def nsobj() -> dict:
+        return json.loads(k("get", "namespace", ns, "-o", "json").stdout)
+
+    _until(
+        lambda: (
+            "NamespaceFinalizersRemaining"
+            in {c["type"] for c in nsobj().get("status", {}).get("conditions") or []}
+        )
+    )
+    got = nsobj()
+    assert got["status"]["phase"] == "Terminating" and got["metadata"]["deletionTimestamp"]
+    conds = {
+        c["type"]: (c["status"], c["reason"], c["message"]) for c in got["status"]["conditions"]
+    }
+    assert conds["NamespaceContentRemaining"] == (
+        "True",
+        "SomeResourcesRemain",
+        "Some resources are remaining: configmaps. has 1 resource instances",
+    )
+    assert conds["NamespaceFinalizersRemaining"] == (
+        "True",
+        "SomeFinalizersRemain",
+        "Some content in the namespace has finalizers remaining: example.com/hold in 1 "
+        "resource instances",
+    )
+    assert conds["NamespaceDeletionDiscoveryFailure"][:2] == ("False", "ResourcesDiscovered")
+    assert "Terminating" in k("get", "namespace", ns).stdout
+
+    # New content is refused with 403, as kube-apiserver's NamespaceLifecycle admission does.
+    proc = k("create", "configmap", "late", "-n", ns, check=False)
+    assert proc.returncode != 0
+    assert (
+        f'error: failed to create configmap: configmaps "late" is forbidden: unable to create new '
+        f"content in namespace {ns} because it is being terminated"
+    ) in proc.stderr
+    apps = client.AppsV1Api(sim_cluster.api_client())
+    with pytest.raises(ApiException) as err:
+        apps.create_namespaced_deployment(
+            ns,
+            {
+                "metadata": {"name": "d"},
+                "spec": {
+                    "selector": {"matchLabels": {"a": "b"}},
+                    "template": {
+                        "metadata": {"labels": {"a": "b"}},
+                        "spec": {"containers": [{"name": "c", "image": "nginx"}]},
+                    },
+                },
+            },
+        )
+    status = json.loads(err.value.body)
+    assert err.value.status == 403 and status["reason"] == "Forbidden"
+    assert status["message"] == (
+        f'deployments.apps "d" is forbidden: unable to create new content in namespace {ns} '
+        "because it is being terminated"
+    )
+    assert status["details"] == {"name": "d", "group": "apps", "kind": "deployments"}
+
+    # Releasing the last finalizer lets the namespace go.
+    k(
+        "patch",
+        "-n",
+        ns,
+        "configmap",
+        "held",
+        "--type=merge",
+        "-p",
+        '{"metadata": {"finalizers": null}}',
+    )
+    _until(lambda: k("get", "namespace", ns, check=False).returncode != 0)
+    assert "NotFound" in k("get", "namespace", ns, check=False).stderr

@@ -142,9 +142,9 @@ def gone(requested: int, oldest: int) -> ApiError:
     return ApiError(410, "Expired", f"too old resource version: {requested} ({oldest})")
 
 
-def forbidden(message: str) -> ApiError:
+def forbidden(message: str, details: JSON | None = None) -> ApiError:
     """403 Forbidden, e.g. creating in a terminating namespace."""
-    return ApiError(403, "Forbidden", message)
+    return ApiError(403, "Forbidden", message, details)
 
 
 def endpoint_not_found() -> ApiError:

@@ -269,7 +269,7 @@ class Store:
         self._rv += 1
         return str(self._rv)
 
-    def _check_namespace(self, rt: ResourceType, namespace: str) -> None:
+    def _check_namespace(self, rt: ResourceType, namespace: str, name: str = "") -> None:
         if not rt.namespaced:
             return
         ns_rt = self.registry.by_key("", "namespaces")
@@ -278,9 +278,11 @@ class Store:
         if ns is None:
             raise errors.not_found("namespaces", "", namespace)
         if ns["metadata"].get("deletionTimestamp"):
+            resource = f"{rt.plural}.{rt.group}" if rt.group else rt.plural
             raise errors.forbidden(
-                f'{rt.plural} "" is forbidden: unable to create new content in namespace '
-                f"{namespace} because it is being terminated"
+                f'{resource} "{name}" is forbidden: unable to create new content in namespace '
+                f"{namespace} because it is being terminated",
+                {"name": name, **({"group": rt.group} if rt.group else {}), "kind": rt.plural},
             )
 
     def create(
@@ -295,6 +297,7 @@ class Store:
     ) -> JSON:
         """Create ``body`` (AlreadyExists, Invalid and NotFound-namespace as real)."""
         obj = clone(body)
+        requested = str((body.get("metadata") or {}).get("name") or "")
         obj["apiVersion"] = obj.get("apiVersion") or rt.api_version()
         obj["kind"] = rt.kind
         meta = obj.setdefault("metadata", {})
@@ -321,7 +324,7 @@ class Store:
             if meta.get("namespace") and meta["namespace"] != ns:
                 raise errors.bad_request(_NS_MISMATCH)
             meta["namespace"] = ns
-            self._check_namespace(rt, ns)
+            self._check_namespace(rt, ns, requested)
         else:
             meta.pop("namespace", None)
         if self.try_get(rt, meta.get("namespace", ""), meta["name"]) is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Hashable
 from typing import Any
 
+from simcluster.controllers import namespaces
 from simcluster.controllers.base import Controller
 from simcluster.errors import ApiError
 from simcluster.resources import ResourceType, crd_resource_type
@@ -88,6 +89,7 @@ class NamespaceController(Controller):
         if remaining and any(
             self.store.select(rt, name) for rt in self.store.registry.all() if rt.namespaced
         ):
+            namespaces.report_remaining(self.store, name)
             self.enqueue_after(name, 0.2)
             return
         self.store.finalize_namespace(name)
