@@ -28,12 +28,24 @@ def register(app: typer.Typer) -> None:
     app.add_typer(stack, name="stack")
 
     @stack.command("up")
-    def up(state_dir: StateDir = None, json_out: JsonOut = False) -> None:
+    def up(
+        state_dir: StateDir = None,
+        json_out: JsonOut = False,
+        clusters: Annotated[
+            int | None,
+            typer.Option(
+                "--clusters",
+                min=0,
+                help="Also run N labelled simulated clusters (a fleet: <state>/fleet.yaml); "
+                "default: as many as the last up; 0 removes them.",
+            ),
+        ] = None,
+    ) -> None:
         """Start every service (idempotent), wait until healthy, write the env file."""
         layout = StackLayout.from_env(state_dir)
         console = Console(stderr=True)
         with console.status("starting the stack") as status:
-            report = stack_up(layout, progress=lambda m: status.update(m))
+            report = stack_up(layout, progress=lambda m: status.update(m), clusters=clusters)
         _print(report, json_out, "up")
         if not json_out:
             console.print(f"env file: {report.env_file}  (source it: . {report.env_file})")

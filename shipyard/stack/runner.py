@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 
 from shipyard.core.errors import ConfigError, TransientError
+from shipyard.stack import clusters as fleet_clusters
 from shipyard.stack import process
 from shipyard.stack.model import (
     DEFAULT_PORTS,
@@ -116,6 +117,7 @@ def env_values(layout: StackLayout, ports: dict[str, int]) -> dict[str, str]:
         "SHIPYARD_GIT_URL": f"git://{host}:{ports['git']}",
         "SHIPYARD_BRIDGE_URL": f"http://{host}:{ports['bridge']}",
         **S3_TEST_CREDENTIALS,
+        **fleet_clusters.cluster_env(layout),
     }
     if _sim_available():
         values["KUBECONFIG"] = str(layout.kubeconfig)
@@ -147,8 +149,13 @@ def stack_up(
     layout: StackLayout,
     ports: dict[str, int] | None = None,
     progress: Progress | None = None,
+    clusters: int | None = None,
 ) -> StackReport:
-    """Start every service that is not already healthy, wait until all are, write env."""
+    """Start every service that is not already healthy, wait until all are, write env.
+
+    ``clusters``: how many labelled simulated clusters to run beside them (see
+    :mod:`shipyard.stack.clusters`); None keeps the number an earlier `up` asked for.
+    """
     say = progress or (lambda _msg: None)
     started_at = time.monotonic()
     layout.root.mkdir(parents=True, exist_ok=True)
@@ -182,6 +189,7 @@ def stack_up(
             launched.append(spec)
             statuses[spec.name] = ServiceStatus(spec.name, True, False, pid, addr)
         _wait_healthy(layout, specs, statuses, t0, say)
+        fleet = fleet_clusters.clusters_up(layout, clusters, say)
     except BaseException:
         for spec in reversed(launched):
             process.stop(layout, spec.name)
@@ -190,7 +198,7 @@ def stack_up(
     if db := serve_trivy_db(values["SHIPYARD_REGISTRY"], say):
         values["SHIPYARD_TRIVY_DB_REPOSITORY"] = db
     write_env_file(layout, values)
-    ordered = [statuses[s.name] for s in specs]
+    ordered = [statuses[s.name] for s in specs] + fleet
     return StackReport(ordered, time.monotonic() - started_at, layout.env_file)
 
 
@@ -254,7 +262,7 @@ def stack_down(
     """Stop every service of the stack (reverse order); ``purge`` also deletes its state."""
     say = progress or (lambda _msg: None)
     started_at = time.monotonic()
-    statuses = []
+    statuses = list(reversed(fleet_clusters.clusters_down(layout, say)))
     for name in reversed(SERVICE_ORDER):
         was_running = process.stop(layout, name)
         if was_running:
@@ -288,6 +296,7 @@ def stack_status(layout: StackLayout) -> StackReport:
                 )
             )
         statuses += [_bridge_status(layout, ports), _worker_status(layout)]
+    statuses += fleet_clusters.clusters_status(layout)
     return StackReport(statuses, time.monotonic() - started_at, layout.env_file)
 
 
