@@ -128,7 +128,8 @@ def run_wave(
     why = f"wave {wave.name} halted: {culprit[0]} failed"
     back = [r for r in results if r.written or r.status == "unchanged"]
     with ThreadPoolExecutor(max_workers=max(workers, 1), thread_name_prefix="fleet") as pool:
-        undone = list(pool.map(lambda r: contextvars.copy_context().run(roll_back, r, why), back))
+        pending = [pool.submit(contextvars.copy_context().run, roll_back, r, why) for r in back]
+        undone = [f.result() for f in pending]
     for result in undone:
         put(result)
     by_name = {r.name: r for r in results} | {r.name: r for r in undone}
