@@ -1,5 +1,9 @@
 """`shipyard fleet appset`: print (or write) the Argo CD ApplicationSet equivalent to a
-fleet file. Pure rendering (tasks/fleet_appset.py); bad input is one line, exit 2."""
+fleet file. Pure rendering (tasks/fleet_appset.py); bad input is one line, exit 2.
+
+Added to the ``fleet`` group of :mod:`shipyard.cli.fleet`; this module's ``register``
+only makes sure it is imported (the group itself is registered by that module).
+"""
 
 from __future__ import annotations
 
@@ -8,73 +12,53 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-import yaml
 
+from shipyard.cli.fleet import fleet_app
 from shipyard.core.errors import ConfigError
 
 
-def register(app: typer.Typer) -> None:
-    """Add ``appset`` to the ``fleet`` group (creating the group if no module did)."""
-    group = next(
-        (g.typer_instance for g in app.registered_groups if g.name == "fleet"),
-        None,
+@fleet_app.command("appset")
+def appset_command(
+    fleet: Annotated[Path, typer.Option("--fleet", help="Fleet file (YAML, kind Fleet).")],
+    repo_url: Annotated[
+        str,
+        typer.Option(
+            "--repo-url",
+            help="The GitOps repo's URL as Argo CD knows it (default: the fleet file's "
+            "checkout's origin).",
+        ),
+    ] = "",
+    project: Annotated[str, typer.Option("--project", help="Argo CD project.")] = "default",
+    target_revision: Annotated[
+        str, typer.Option("--target-revision", help="Branch, tag or commit Argo CD tracks.")
+    ] = "HEAD",
+    output: Annotated[
+        Path | None, typer.Option("-o", "--output", help="Write here instead of stdout.")
+    ] = None,
+) -> None:
+    """Render the equivalent Argo CD ApplicationSet (RollingSync steps mirroring the waves).
+
+    A clusters generator selects the fleet's cluster secrets by label; the header
+    comments list the labels each secret needs and what Argo CD cannot mirror (bake,
+    approval, on_unreachable, rollback, verify).
+    """
+    from tasks.fleet.config import load_fleet
+    from tasks.fleet_appset import AppSetConfig, render_appset, render_appset_yaml
+
+    parsed = load_fleet(fleet)
+    config = AppSetConfig(
+        repo_url=repo_url or _origin_url(fleet), project=project, target_revision=target_revision
     )
-    if group is None:
-        group = typer.Typer(help="Roll one revision out across a fleet of clusters in waves.")
-        app.add_typer(group, name="fleet")
-    add_appset_command(group)
+    text = render_appset_yaml(render_appset(parsed, config))
+    if output is None:
+        typer.echo(text, nl=False)
+    else:
+        output.write_text(text)
+        typer.echo(f"wrote {output}", err=True)
 
 
-def add_appset_command(group: typer.Typer) -> None:
-    """The ``appset`` command, added to ``group`` (the ``fleet`` typer group)."""
-
-    @group.command("appset")
-    def appset(
-        fleet: Annotated[Path, typer.Option("--fleet", help="The fleet file (YAML).")],
-        repo_url: Annotated[
-            str,
-            typer.Option("--repo-url", help="The GitOps repo's URL as Argo CD knows it."),
-        ] = "",
-        project: Annotated[str, typer.Option("--project", help="Argo CD project.")] = "default",
-        target_revision: Annotated[
-            str, typer.Option("--target-revision", help="Branch, tag or commit Argo CD tracks.")
-        ] = "HEAD",
-        output: Annotated[
-            Path | None, typer.Option("-o", "--output", help="Write here instead of stdout.")
-        ] = None,
-    ) -> None:
-        """Render the ApplicationSet (cluster generator by labels, RollingSync steps
-        mirroring the waves); comments list the cluster-secret labels and what Argo CD
-        cannot mirror (bake, approval, on_unreachable, rollback)."""
-        from tasks.fleet_appset import AppSetConfig, render_appset, render_appset_yaml
-
-        text = render_appset_yaml(
-            render_appset(
-                _read_fleet(fleet),
-                AppSetConfig(
-                    repo_url=repo_url or _origin_url(fleet),
-                    project=project,
-                    target_revision=target_revision,
-                ),
-            )
-        )
-        if output is None:
-            typer.echo(text, nl=False)
-        else:
-            output.write_text(text)
-            typer.echo(f"wrote {output}", err=True)
-
-
-def _read_fleet(path: Path) -> dict[str, object]:
-    if not path.is_file():
-        raise ConfigError(f"fleet file {path} does not exist")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"fleet file {path} is not valid YAML: {exc}") from None
-    if not isinstance(data, dict) or data.get("kind") != "Fleet":
-        raise ConfigError(f"fleet file {path} is not a shipyard.dev/v1 Fleet")
-    return data
+def register(app: typer.Typer) -> None:
+    """Nothing to add: ``appset`` joined ``fleet_app`` when this module was imported."""
 
 
 def _origin_url(fleet: Path) -> str:

@@ -28,7 +28,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "shipyard.cli.dr",
     "shipyard.cli.runs",
     "shipyard.cli.fleet",
-    # After any module adding the `fleet` group: it adds `fleet appset` to that group.
+    # Adds `appset` to the `fleet` group of shipyard.cli.fleet.
     "shipyard.cli.fleet_appset",
 )
 

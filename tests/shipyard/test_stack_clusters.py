@@ -17,7 +17,7 @@ from shipyard.core.errors import TransientError
 from shipyard.stack import StackLayout, stack_up
 from shipyard.stack.clusters import cluster_env, clusters_up
 from shipyard.stack.runner import read_env_file
-from tasks.fleet_appset import assign_waves
+from tasks.fleet.config import assign_waves, load_fleet
 from tests.fixtures.services import Stack
 
 SHIPYARD = [sys.executable, "-m", "shipyard.cli.main"]
@@ -59,7 +59,9 @@ def test_clusters_up_status_shrink_and_down(tmp_path: Path) -> None:
         ("us-1", {"region": "us", "tier": "main"}),
         ("ap-1", {"region": "ap", "tier": "main"}),
     ]
-    assert assign_waves(fleet) == {"canary": ["eu-1"], "rest": ["us-1", "ap-1"]}
+    # A fleet file `shipyard fleet rollout` takes: the canary first, then the rest.
+    waves = assign_waves(load_fleet(fleet_file))
+    assert [[c.name for c in wave] for wave in waves] == [["eu-1"], ["us-1", "ap-1"]]
 
     # Each kubeconfig reaches its own cluster: a namespace made in one is absent elsewhere.
     kubeconfigs = {c["name"]: c["kubeconfig"] for c in fleet["clusters"]}

@@ -17,11 +17,11 @@ import pytest
 import yaml
 
 from shipyard.core.errors import ConfigError
+from tasks.fleet.config import Fleet, assign_waves, load_fleet
 from tasks.fleet_appset import (
     FLEET_LABEL,
     WAVE_LABEL,
     AppSetConfig,
-    assign_waves,
     render_appset,
     render_appset_yaml,
 )
@@ -29,7 +29,7 @@ from tests.fixtures.simcluster import SimClusterHandle
 
 SHIPYARD = [sys.executable, "-m", "shipyard.cli.main"]
 
-FLEET: dict[str, Any] = {
+SPEC: dict[str, Any] = {
     "apiVersion": "shipyard.dev/v1",
     "kind": "Fleet",
     "metadata": {"name": "shop-prod"},
@@ -69,7 +69,9 @@ FLEET: dict[str, Any] = {
             {"name": "rest", "on_unreachable": "skip"},
         ],
     },
+    "rollback": "all",
 }
+FLEET = Fleet.model_validate(SPEC)
 
 CONFIG = AppSetConfig(repo_url="https://git.example.com/shop/gitops.git", project="shop")
 
@@ -306,12 +308,12 @@ def test_waves_become_rolling_sync_steps_in_order() -> None:
 
 
 def test_each_cluster_gets_the_first_matching_wave_as_a_secret_label() -> None:
-    assert assign_waves(FLEET) == {
-        "canary": ["eu-1"],
-        "eu": ["eu-2"],  # eu-1 is already the canary; eu-3 is edge (DoesNotExist)
-        "us": ["us-1"],
-        "rest": ["eu-3", "ap-1"],
-    }
+    assert [[c.name for c in wave] for wave in assign_waves(FLEET)] == [
+        ["eu-1"],  # canary
+        ["eu-2"],  # eu: eu-1 is already the canary; eu-3 is edge (DoesNotExist)
+        ["us-1"],  # us
+        ["eu-3", "ap-1"],  # rest
+    ]
     labels = render_appset(FLEET, CONFIG).cluster_labels
     assert list(labels) == ["eu-1", "eu-2", "eu-3", "us-1", "ap-1"]
     assert labels["eu-3"] == {FLEET_LABEL: "shop-prod", WAVE_LABEL: "rest"}
@@ -324,6 +326,7 @@ def test_what_cannot_be_mirrored_is_said() -> None:
         "wave canary: bake_seconds 300",
         "wave us: approve",
         "wave rest: on_unreachable: skip",
+        "rollback: all",
         "verify",
         "sync.driver: apply",
     ):
@@ -382,31 +385,33 @@ def test_applies_to_a_cluster_with_the_appset_crd(
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (lambda f: f["rollout"]["waves"].pop(), "cluster(s) eu-3, ap-1 are in no wave"),
+        (lambda f: f["rollout"]["waves"].pop(), "cluster(s) in no wave: eu-3, ap-1"),
         (
             lambda f: f["rollout"]["waves"].insert(
                 1, {"name": "none", "selector": {"matchLabels": {"region": "mars"}}}
             ),
-            "wave 'none' matches no cluster",
+            "wave 'none': its selector matches no cluster",
         ),
         (
             lambda f: f["rollout"]["waves"][0].update(name="Canary wave"),
-            "not a valid Kubernetes label value",
+            "wave name 'Canary wave' is not a valid Kubernetes label value",
         ),
         (lambda f: f["rollout"]["waves"][1].update(max_parallel=0), "max_parallel"),
-        (lambda f: f["clusters"].append({"name": "eu-1"}), "eu-1 appear more than once"),
+        (lambda f: f["clusters"].append({"name": "eu-1", "kubeconfig": "k"}), "unique: eu-1"),
     ],
 )
-def test_bad_fleet_is_a_config_error(change: Any, message: str) -> None:
-    fleet = copy.deepcopy(FLEET)
-    change(fleet)
+def test_bad_fleet_is_a_config_error(change: Any, message: str, tmp_path: Path) -> None:
+    spec = copy.deepcopy(SPEC)
+    change(spec)
+    fleet_file = tmp_path / "fleet.yaml"
+    fleet_file.write_text(yaml.safe_dump(spec))
     with pytest.raises(ConfigError, match=re.escape(message)):
-        render_appset(fleet, CONFIG)
+        render_appset(load_fleet(fleet_file), CONFIG)
 
 
 def test_cli_writes_the_appset_and_bad_input_is_one_line(tmp_path: Path) -> None:
     fleet_file = tmp_path / "fleet.yaml"
-    fleet_file.write_text(yaml.safe_dump(FLEET))
+    fleet_file.write_text(yaml.safe_dump(SPEC))
     out_file = tmp_path / "appset.yaml"
     args = [*SHIPYARD, "fleet", "appset", "--fleet", str(fleet_file)]
     result = subprocess.run(
@@ -423,12 +428,12 @@ def test_cli_writes_the_appset_and_bad_input_is_one_line(tmp_path: Path) -> None
     assert result.stderr.strip().splitlines() == [
         "shipyard: --repo-url is required (the fleet file is in no checkout with origin)"
     ]
-    bad = copy.deepcopy(FLEET)
+    bad = copy.deepcopy(SPEC)
     bad["rollout"]["waves"].insert(0, {"name": "x", "selector": {"matchLabels": {"tier": "no"}}})
     fleet_file.write_text(yaml.safe_dump(bad))
     result = subprocess.run([*args, "--repo-url", "u"], capture_output=True, text=True, check=False)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        "shipyard: wave 'x' matches no cluster (not already in an earlier wave)"
+        "shipyard: wave 'x': its selector matches no cluster"
     ]
     assert "Traceback" not in result.stderr
