@@ -407,3 +407,47 @@ def test_namespace_terminates_then_disappears(sim_cluster: SimClusterHandle) -> 
     )
     _until(lambda: k("get", "namespace", ns, check=False).returncode != 0)
     assert "NotFound" in k("get", "namespace", ns, check=False).stderr
+
+
+def test_events_listed_in_creation_order_within_a_second(
+    sim_cluster: SimClusterHandle, sim_namespace: str
+) -> None:
+    k, ns = sim_cluster.kubectl, sim_namespace
+    k("run", "p", "-n", ns, "--image=nginx:1.25")
+    want = ["Scheduled", "Pulling", "Pulled", "Created", "Started"]
+
+    def reasons(*extra: str) -> list[str]:
+        out = k(
+            "get",
+            "events",
+            "-n",
+            ns,
+            "--field-selector",
+            "involvedObject.name=p",
+            *extra,
+            "-o",
+            "jsonpath={.items[*].reason}",
+        ).stdout
+        return out.split()
+
+    _until(lambda: reasons() == want)
+    assert reasons("--sort-by=.metadata.creationTimestamp") == want
+    assert reasons("--sort-by=.lastTimestamp") == want
+    items = json.loads(
+        k(
+            "get", "events", "-n", ns, "--field-selector", "involvedObject.name=p", "-o", "json"
+        ).stdout
+    )["items"]
+    rvs = [int(e["metadata"]["resourceVersion"]) for e in items]
+    assert rvs == sorted(rvs)
+    # Real names: <involved object>.<hex of the creation time in ns>, so they sort in order.
+    names = [e["metadata"]["name"] for e in items]
+    assert all(n.startswith("p.") and len(n) == len("p.") + 16 for n in names)
+    assert names == sorted(names)
+    described = k("describe", "pod", "p", "-n", ns).stdout.split("Events:")[1]
+    positions = [described.index(f"  {r}  ") for r in want]
+    assert positions == sorted(positions)
+    # The Python client sees the same order.
+    api = client.CoreV1Api(sim_cluster.api_client())
+    listed = api.list_namespaced_event(ns, field_selector="involvedObject.name=p")
+    assert [e.reason for e in listed.items] == want
