@@ -19,6 +19,8 @@ from shipyard.stack.clusters import cluster_env, clusters_up
 from shipyard.stack.runner import read_env_file
 from tasks.fleet.config import assign_waves, load_fleet
 from tests.fixtures.services import Stack
+from tests.tasks.fleet_env import FleetRepo
+from tests.tasks.k8s_objects import deployment
 
 SHIPYARD = [sys.executable, "-m", "shipyard.cli.main"]
 
@@ -149,3 +151,42 @@ def test_stack_up_clusters_cli_adds_a_fleet_to_the_stack(stack: Stack) -> None:
         stack_up(stack.layout, clusters=0)
     assert "SHIPYARD_FLEET" not in read_env_file(stack.layout)
     assert not (stack.layout.root / "fleet.yaml").exists()
+
+
+def test_fleet_rollout_takes_the_stacks_fleet_file(tmp_path: Path) -> None:
+    """The fleet file `stack up --clusters` writes is one `shipyard fleet rollout` runs."""
+    layout = StackLayout(tmp_path / "st")
+    try:
+        clusters_up(layout, 2)
+        fleet_file = layout.root / "fleet.yaml"
+        fleet = yaml.safe_load(fleet_file.read_text())
+        for cluster in fleet["clusters"]:
+            kubectl(cluster["kubeconfig"], "create", "namespace", fleet["rollout"]["namespace"])
+        repo = FleetRepo(tmp_path / "gitops")
+        target = repo.root / fleet["rollout"]["path"] / "deployment.yaml"
+        target.parent.mkdir(parents=True)
+        # No registry host: an image the simulator runs without a pull.
+        target.write_text(json.dumps(deployment("cart", None, "shop/cart:1", replicas=2)))
+        sha = repo.commit({}, "cart 1")
+        args = ["--fleet", str(fleet_file), "--repo-dir", str(repo.root), "--revision", sha]
+        result = subprocess.run(
+            [*SHIPYARD, "fleet", "rollout", *args, "--json"],
+            capture_output=True,
+            text=True,
+            check=False,
+            env={**os.environ, "SHIPYARD_STATE_DIR": str(layout.root), "PREFECT_API_URL": ""},
+            timeout=240,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        report = json.loads(result.stdout)
+        assert report["passed"] is True
+        assert [
+            (w["name"], [(c["name"], c["status"]) for c in w["clusters"]]) for w in report["waves"]
+        ] == [("canary", [("eu-1", "healthy")]), ("rest", [("us-1", "healthy")])]
+        for cluster in fleet["clusters"]:
+            got = kubectl(
+                cluster["kubeconfig"], "get", "-n", "shop-prod", "deployment/cart", "-o", "json"
+            )
+            assert json.loads(got.stdout)["status"]["readyReplicas"] == 2
+    finally:
+        shipyard("stack", "down", "--state-dir", str(layout.root))
