@@ -14,9 +14,10 @@ import pytest
 
 from tests.fixtures.simcluster import SimClusterHandle
 from tests.simcluster.scenarios import SCENARIOS as _BASE
+from tests.simcluster.scenarios_needs2 import SCENARIOS_NEEDS2
 from tests.simcluster.scenarios_start import START_SCENARIOS
 
-SCENARIOS = [*_BASE, *START_SCENARIOS]
+SCENARIOS = [*_BASE, *START_SCENARIOS, *SCENARIOS_NEEDS2]
 
 Scenario = Callable[[Any, str], None]
 
