@@ -451,3 +451,76 @@ def test_events_listed_in_creation_order_within_a_second(
     api = client.CoreV1Api(sim_cluster.api_client())
     listed = api.list_namespaced_event(ns, field_selector="involvedObject.name=p")
     assert [e.reason for e in listed.items] == want
+
+
+def test_hpa_v1_v2_conversion(sim_cluster: SimClusterHandle, sim_namespace: str) -> None:
+    k, ns = sim_cluster.kubectl, sim_namespace
+    k("apply", "-n", ns, "-f", "-", input=API.split("---")[0])
+    k("autoscale", "-n", ns, "deployment/api", "--min=2", "--max=4", "--cpu-percent=70")
+    api = sim_cluster.api_client()
+    v1api, v2api = client.AutoscalingV1Api(api), client.AutoscalingV2Api(api)
+    v2 = v2api.read_namespaced_horizontal_pod_autoscaler("api", ns)
+    (metric,) = v2.spec.metrics
+    assert (metric.type, metric.resource.name, metric.resource.target.average_utilization) == (
+        "Resource",
+        "cpu",
+        70,
+    )
+    v1 = v1api.read_namespaced_horizontal_pod_autoscaler("api", ns)
+    assert v1.spec.target_cpu_utilization_percentage == 70 and v1.spec.min_replicas == 2
+    raw = json.loads(
+        k("get", "-n", ns, "horizontalpodautoscalers.v1.autoscaling", "api", "-o", "json").stdout
+    )
+    assert raw["apiVersion"] == "autoscaling/v1" and "metrics" not in raw["spec"]
+    # v2 conditions travel in v1 as the alpha annotation.
+    _until(
+        lambda: (
+            "ScalingActive"
+            in _conditions(
+                json.loads(
+                    k(
+                        "get",
+                        "-n",
+                        ns,
+                        "horizontalpodautoscalers.v2.autoscaling",
+                        "api",
+                        "-o",
+                        "json",
+                    ).stdout
+                )
+            )
+        )
+    )
+    v1 = v1api.read_namespaced_horizontal_pod_autoscaler("api", ns)
+    conds = json.loads(v1.metadata.annotations["autoscaling.alpha.kubernetes.io/conditions"])
+    assert {c["type"] for c in conds} >= {"AbleToScale", "ScalingActive"}
+    # A v1 update changes the v2 metric.
+    v1.spec.target_cpu_utilization_percentage = 55
+    v1api.replace_namespaced_horizontal_pod_autoscaler("api", ns, v1)
+    v2 = v2api.read_namespaced_horizontal_pod_autoscaler("api", ns)
+    assert v2.spec.metrics[0].resource.target.average_utilization == 55
+    assert "autoscaling.alpha.kubernetes.io/conditions" not in (v2.metadata.annotations or {})
+
+
+def test_printer_columns(sim_cluster: SimClusterHandle, sim_namespace: str) -> None:
+    k, ns = sim_cluster.kubectl, sim_namespace
+    k("apply", "-n", ns, "-f", "-", input=WEB)
+    k("apply", "-n", ns, "-f", "-", input=API.split("---")[0] + "---" + API.split("---")[1])
+    _until(lambda: len(_endpoints(sim_cluster, ns)) == 2)
+    hpa = k("get", "-n", ns, "hpa", "api").stdout.splitlines()
+    assert hpa[0].split() == [
+        "NAME",
+        "REFERENCE",
+        "TARGETS",
+        "MINPODS",
+        "MAXPODS",
+        "REPLICAS",
+        "AGE",
+    ]
+    assert hpa[1].split()[:6] == ["api", "Deployment/api", "cpu:", "<unknown>/70%", "2", "4"]
+    slices = k("get", "-n", ns, "endpointslices").stdout.splitlines()
+    assert slices[0].split() == ["NAME", "ADDRESSTYPE", "PORTS", "ENDPOINTS", "AGE"]
+    assert slices[1].split()[1:3] == ["IPv4", "8080"]
+    eps = k("get", "-n", ns, "endpoints", "web").stdout.splitlines()
+    assert eps[0].split() == ["NAME", "ENDPOINTS", "AGE"]
+    assert eps[1].split()[1].count(":8080") == 2

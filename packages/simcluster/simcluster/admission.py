@@ -12,7 +12,7 @@ import itertools
 import re
 from typing import TYPE_CHECKING, Any
 
-from simcluster import errors, gofmt, probes, shapes, validation
+from simcluster import errors, gofmt, hpaconvert, probes, shapes, validation
 from simcluster.resources import ResourceType, crd_resource_type
 from simcluster.selectors import match_label_selector
 
@@ -43,6 +43,8 @@ DNS_LABEL_KINDS = {"Namespace", "Service"}
 
 def admit(rt: ResourceType, obj: JSON, old: JSON | None, store: Store) -> None:
     """Default then validate ``obj`` (``old`` set on update); raise 422 Invalid."""
+    if rt.key == hpaconvert.KEY:
+        hpaconvert.to_storage(obj)  # autoscaling/v1 bodies are stored as v2
     shapes.check_object(rt.group, rt.kind, obj)
     if rt.group in _BUILTIN_GROUPS or rt.group.endswith(".k8s.io"):
         _prune_nulls(obj)

@@ -24,6 +24,7 @@ import yaml
 from simcluster import (
     discovery,
     errors,
+    hpaconvert,
     managed,
     openapi,
     patch,
@@ -340,6 +341,8 @@ class SimApp:
     def _out(self, obj: JSON, t: Target) -> JSON:
         """The object as served at ``t.version`` (custom resources share storage)."""
         api_version = t.rt.api_version(t.version)
+        if t.rt.key == hpaconvert.KEY and t.version == "v1":
+            return hpaconvert.to_v1(obj)
         if obj.get("apiVersion") != api_version:
             obj = {**obj, "apiVersion": api_version}
         return obj
@@ -759,6 +762,9 @@ class SimApp:
                 meta = {"resourceVersion": obj["metadata"]["resourceVersion"]}
                 table = tables.to_table(rt, [obj], meta)
                 return orjson.dumps({"type": event_type, "object": table}) + b"\n"
+            if rt.key == hpaconvert.KEY and version == "v1":
+                obj = hpaconvert.to_v1(obj)
+                return orjson.dumps({"type": event_type, "object": obj}) + b"\n"
             if obj.get("apiVersion") != api_version:
                 obj = {**obj, "apiVersion": api_version}
                 return orjson.dumps({"type": event_type, "object": obj}) + b"\n"

@@ -74,7 +74,6 @@ def record(
                 "count": 1,
                 "firstTimestamp": now,
                 "lastTimestamp": now,
-                "eventTime": None,
                 "source": {"component": component, **({"host": host} if host else {})},
                 "reportingComponent": component,
                 "reportingInstance": host,

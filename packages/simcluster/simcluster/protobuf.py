@@ -293,6 +293,18 @@ MESSAGES: dict[str, dict[int, Field]] = {
         21: ("loadBalancerClass", "s"),
         22: ("internalTrafficPolicy", "s"),
     },
+    "HorizontalPodAutoscaler": {
+        **_POD_META_SPEC,
+        2: ("spec", "HorizontalPodAutoscalerSpec"),
+        3: ("status", "skip"),
+    },
+    "HorizontalPodAutoscalerSpec": {  # autoscaling/v1 (kubectl autoscale)
+        1: ("scaleTargetRef", "CrossVersionObjectReference"),
+        2: ("minReplicas", "I"),
+        3: ("maxReplicas", "i"),
+        4: ("targetCPUUtilizationPercentage", "I"),
+    },
+    "CrossVersionObjectReference": {1: ("kind", "s"), 2: ("name", "s"), 3: ("apiVersion", "s")},
     "ServicePort": {
         1: ("name", "s"),
         2: ("protocol", "s"),
@@ -385,6 +397,7 @@ DECODERS = {
     ("batch/v1", "Job"): _table("Job"),
     ("batch/v1", "CronJob"): _table("CronJob"),
     ("v1", "Service"): _table("Service"),
+    ("autoscaling/v1", "HorizontalPodAutoscaler"): _table("HorizontalPodAutoscaler"),
     ("v1", "ConfigMap"): _configmap,
     ("v1", "Secret"): _secret,
     ("v1", "Namespace"): _namespace,

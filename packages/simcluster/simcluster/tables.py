@@ -93,6 +93,41 @@ def _job_status(job: JSON) -> str:
     return "Running"
 
 
+def _more(items: list[str], empty: str = "<none>") -> str:
+    """The first three of ``items``, as kubectl's printers abbreviate lists."""
+    if not items:
+        return empty
+    text = ",".join(items[:3])
+    return text + (f" + {len(items) - 3} more..." if len(items) > 3 else "")
+
+
+def _slice_endpoints(s: JSON) -> str:
+    return _more([a for e in s.get("endpoints") or [] for a in e.get("addresses") or []])
+
+
+def _endpoints(ep: JSON) -> str:
+    return _more(
+        [
+            f"{a.get('ip')}:{p.get('port')}"
+            for sub in ep.get("subsets") or []
+            for p in sub.get("ports") or [{}]
+            for a in sub.get("addresses") or []
+        ]
+    )
+
+
+def _hpa_targets(hpa: JSON) -> str:
+    cells = []
+    for m in (hpa.get("spec") or {}).get("metrics") or []:
+        res = m.get("resource") or {}
+        target = res.get("target") or {}
+        if m.get("type") == "Resource" and target.get("type") == "Utilization":
+            cells.append(f"{res.get('name')}: <unknown>/{target.get('averageUtilization')}%")
+        else:
+            cells.append("<unknown>/<unknown>")
+    return ", ".join(cells) or "<none>"
+
+
 NAME: Column = ("Name", "string", 0, lambda o: o["metadata"]["name"])
 AGE: Column = ("Age", "string", 0, age)
 
@@ -164,6 +199,33 @@ COLUMNS: dict[tuple[str, str], list[Column]] = {
         ("Cluster-IP", "string", 0, lambda o: _s(o, "spec.clusterIP")),
         ("External-IP", "string", 0, lambda o: "<none>"),
         ("Port(s)", "string", 0, _ports),
+        AGE,
+    ],
+    ("discovery.k8s.io", "endpointslices"): [
+        NAME,
+        ("AddressType", "string", 0, lambda o: o.get("addressType", "")),
+        (
+            "Ports",
+            "string",
+            0,
+            lambda o: ",".join(str(p.get("port")) for p in o.get("ports") or []) or "<unset>",
+        ),
+        ("Endpoints", "string", 0, _slice_endpoints),
+        AGE,
+    ],
+    ("", "endpoints"): [NAME, ("Endpoints", "string", 0, _endpoints), AGE],
+    ("autoscaling", "horizontalpodautoscalers"): [
+        NAME,
+        (
+            "Reference",
+            "string",
+            0,
+            lambda o: f"{_s(o, 'spec.scaleTargetRef.kind')}/{_s(o, 'spec.scaleTargetRef.name')}",
+        ),
+        ("Targets", "string", 0, _hpa_targets),
+        ("MinPods", "string", 0, lambda o: str(_n(o, "spec.minReplicas") or 1)),
+        ("MaxPods", "integer", 0, lambda o: _n(o, "spec.maxReplicas")),
+        ("Replicas", "integer", 0, lambda o: _n(o, "status.currentReplicas")),
         AGE,
     ],
     ("", "namespaces"): [NAME, ("Status", "string", 0, lambda o: _s(o, "status.phase")), AGE],
