@@ -270,3 +270,31 @@ def test_python_client_invalid_enum_status(
         'supported values: "Always", "OnFailure", "Never"'
     )
     assert body["details"]["causes"][0]["reason"] == "FieldValueNotSupported"
+
+
+def test_root_metadata_declared_as_bare_object_keeps_name_and_labels(
+    sim_cluster: SimClusterHandle, sim_namespace: str
+) -> None:
+    """Real CRDs (Argo CD's among them) declare ``metadata: {type: object}`` at the root;
+    the API server still keeps the object's name, namespace and labels, strict or not."""
+    group = f"m{uuid.uuid4().hex[:6]}.example.com"
+    crd = CRD.format(group=group).replace(
+        "        properties:\n          spec:",
+        "        properties:\n          metadata: {type: object}\n          spec:",
+    )
+    assert "metadata: {type: object}" in crd
+    sim_cluster.kubectl("apply", "-f", "-", input=crd)
+    try:
+        body = (
+            f"apiVersion: {group}/v1\nkind: Widget\n"
+            "metadata: {name: w, labels: {tier: canary}}\nspec: {size: 2}\n"
+        )
+        sim_cluster.kubectl("apply", "-n", sim_namespace, "--validate=strict", "-f", "-", input=body)
+        got = json.loads(
+            sim_cluster.kubectl("get", "-n", sim_namespace, "widget/w", "-o", "json").stdout
+        )
+        assert got["metadata"]["name"] == "w"
+        assert got["metadata"]["namespace"] == sim_namespace
+        assert got["metadata"]["labels"] == {"tier": "canary"}
+    finally:
+        sim_cluster.kubectl("delete", "crd", f"widgets.{group}", "--wait=false")

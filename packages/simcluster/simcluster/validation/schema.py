@@ -65,12 +65,15 @@ def prune(schema: JSON, value: Any, path: str, unknown: list[str], mutate: bool)
         embedded = schema.get("x-kubernetes-embedded-resource") is True
         root = path == ""
         for key in list(value):
+            if (root or embedded) and key in _ROOT_FIELDS:
+                # apiVersion, kind and metadata belong to the API server, not to the CRD's
+                # schema: kube-apiserver keeps them even when the schema declares
+                # `metadata: {type: object}` with no properties (as Argo CD's CRDs do).
+                continue
             if isinstance(props, dict) and key in props:
                 prune(props[key], value[key], _join(path, key), unknown, mutate)
             elif isinstance(additional, dict):
                 prune(additional, value[key], _join(path, key), unknown, mutate)
-            elif (root or embedded) and key in _ROOT_FIELDS:
-                continue
             elif preserve or additional is True:
                 continue
             else:
