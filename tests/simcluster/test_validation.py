@@ -289,7 +289,9 @@ def test_root_metadata_declared_as_bare_object_keeps_name_and_labels(
             f"apiVersion: {group}/v1\nkind: Widget\n"
             "metadata: {name: w, labels: {tier: canary}}\nspec: {size: 2}\n"
         )
-        sim_cluster.kubectl("apply", "-n", sim_namespace, "--validate=strict", "-f", "-", input=body)
+        sim_cluster.kubectl(
+            "apply", "-n", sim_namespace, "--validate=strict", "-f", "-", input=body
+        )
         got = json.loads(
             sim_cluster.kubectl("get", "-n", sim_namespace, "widget/w", "-o", "json").stdout
         )
