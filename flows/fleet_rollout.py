@@ -6,25 +6,32 @@ ConfigError), then runs :func:`tasks.fleet.run.run_fleet` with one subflow per w
 ``roll-back-<cluster>`` when a wave halts). A table artifact ``fleet-<name>`` (one row
 per cluster: wave, status, times, reason) gets a new version at every change, so the
 run page shows the rollout live. The run ends Failed, with the report attached, when
-the rollout halted or a cluster was skipped. ``fleet_rollout_directly`` runs the same
+the rollout halted or a cluster was skipped. A wave with ``approve: true`` pauses the
+run first with the promote flow's approval form (:mod:`flows.approval`); a rejection
+halts the rollout there. ``fleet_rollout_directly`` runs the same
 machine without Prefect (the CLI without an API).
 """
 
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from typing import Any
 
 from prefect import flow
 from prefect.artifacts import create_table_artifact
 from prefect.states import Failed
 
+from flows.approval import ApprovalRequest, request_approval
+from shipyard.core.errors import PolicyError
 from tasks.fleet.cluster import ClusterReport, recheck_cluster, roll_back_cluster, roll_cluster
-from tasks.fleet.config import FleetPlan, plan_rollout
+from tasks.fleet.config import FleetPlan, PlannedWave, plan_rollout
 from tasks.fleet.run import FleetReport, WaveReport, run_fleet, run_wave
 from tasks.steps.fleet import fleet_recheck, fleet_roll_back, fleet_roll_cluster, plan_fleet
 
 __all__ = ["fleet_rollout", "fleet_rollout_directly", "fleet_wave", "summary"]
+
+APPROVAL_TIMEOUT_SECONDS = 24 * 3600
 
 
 def summary(report: FleetReport) -> str:
@@ -64,6 +71,24 @@ def _publisher(plan: FleetPlan) -> Any:
     return publish
 
 
+def _approve(plan: FleetPlan, wave: PlannedWave) -> str | None:
+    """Pause the run with the approval form before ``wave``; why not, or None."""
+    request = ApprovalRequest(
+        app=plan.fleet.metadata.name,
+        from_environment="previous waves",
+        to_environment=f"wave {wave.name} ({', '.join(wave.clusters)})",
+        image=f"{plan.fleet.rollout.path}@{plan.sha[:12]}",
+        digest=plan.sha,
+        verified_at=datetime.now(UTC).isoformat(),
+        verified_in="the waves before it",
+    )
+    try:
+        request_approval(request, APPROVAL_TIMEOUT_SECONDS)
+    except PolicyError as exc:
+        return str(exc)
+    return None
+
+
 @flow(name="fleet-wave", flow_run_name="wave-{wave_name}", log_prints=True)
 def fleet_wave(plan: FleetPlan, index: int, report: FleetReport, wave_name: str) -> WaveReport:
     """One wave: its clusters as task runs, at most ``max_parallel`` at once."""
@@ -88,6 +113,7 @@ def fleet_rollout(fleet_file: str, repo_dir: str, revision: str) -> Any:
         lambda name: fleet_recheck(plan, name),
         wave=lambda p, i, r: fleet_wave(p, i, r, p.waves[i].name),
         publish=_publisher(plan),
+        approve=lambda wave: _approve(plan, wave),
     )
     if not report.passed:
         return Failed(message=summary(report), data=report)

@@ -32,7 +32,14 @@ fleet_app = typer.Typer(
 
 @fleet_app.command("rollout")
 def rollout_command(
-    fleet: Annotated[str, typer.Option("--fleet", help="Fleet file (YAML, kind Fleet).")] = "",
+    fleet: Annotated[
+        str,
+        typer.Option(
+            "--fleet",
+            envvar="SHIPYARD_FLEET",
+            help="Fleet file (YAML, kind Fleet); default $SHIPYARD_FLEET (the stack's).",
+        ),
+    ] = "",
     repo_dir: Annotated[str, typer.Option("--repo-dir", help="GitOps working tree.")] = "",
     revision: Annotated[str, typer.Option("--revision", help="Commit or ref to roll out.")] = "",
     json_out: Annotated[bool, typer.Option("--json", help="Print a JSON report.")] = False,

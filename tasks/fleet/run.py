@@ -145,17 +145,28 @@ def run_fleet(
     wave: Callable[[FleetPlan, int, FleetReport], WaveReport] | None = None,
     publish: Publish = _noop,
     sleep: Callable[[float], None] = time.sleep,
+    approve: Callable[[PlannedWave], str | None] | None = None,
 ) -> FleetReport:
     """Run every wave in order (see module docstring); the final report.
 
     ``wave`` runs one wave (default :func:`run_wave` with ``roll``/``roll_back``); the
-    flow passes a subflow there.
+    flow passes a subflow there. Before a wave with ``approve: true``, ``approve(wave)``
+    asks for approval and returns why not (None: approved); without it such a wave is
+    not approved. A wave not approved halts the rollout there, nothing written to it,
+    and nothing rolled back (no cluster failed).
     """
     report = new_report(plan)
     publish(report)
     run_one = wave or (lambda p, i, r: run_wave(p, i, r, roll, roll_back, publish))
+    ask = approve or _not_approved
     halted_at: int | None = None
+    refused: str | None = None
     for index, planned in enumerate(plan.waves):
+        if planned.approve:
+            refused = ask(planned)
+            if refused is not None:
+                halted_at = index
+                break
         done = run_one(plan, index, report)
         report.waves[index] = done
         if not done.halted and planned.bake_seconds > 0:
@@ -170,7 +181,13 @@ def run_fleet(
     if halted_at is not None:
         report.halted_at = plan.waves[halted_at].name
         why = f"rollout halted at wave {report.halted_at}"
-        if plan.fleet.rollback == "all":
+        if refused is not None:
+            why = f"{why}: {refused}"
+            report.waves[halted_at].clusters = [
+                ClusterReport(name=c.name, status="skipped", reason=f"not started: {refused}")
+                for c in report.waves[halted_at].clusters
+            ]
+        elif plan.fleet.rollback == "all":
             for index in range(halted_at):
                 clusters = report.waves[index].clusters
                 report.waves[index].clusters = [
@@ -187,6 +204,10 @@ def run_fleet(
     )
     publish(report)
     return report
+
+
+def _not_approved(wave: PlannedWave) -> str:
+    return f"wave {wave.name} needs approval (run it as a flow run: the run pauses for it)"
 
 
 def _after_bake(

@@ -246,3 +246,24 @@ def test_match_expressions_and_rollback_all(
         dep = fleet.deployment(name, ns)
         assert dep["metadata"]["annotations"]["app.shipyard.dev/revision"] == v1
         assert dep["spec"]["template"]["spec"]["containers"][0]["image"] == GOOD.format(n=6)
+
+
+def test_a_wave_that_needs_approval_halts_without_a_prefect_api(
+    fleet: Fleet4, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ns = fleet.namespace()
+    rev = fleet.repo.commit(all_images(8), "api: v8")
+    waves = [
+        {"name": "canary", "selector": {"matchLabels": {"tier": "canary"}}},
+        {"name": "rest", "approve": True},
+    ]
+    code, report = rollout(capsys, fleet.fleet_file(ns, waves), fleet.repo.root, rev)
+    assert code == 1 and report["halted_at"] == "rest"
+    assert statuses(report) == {
+        "canary": "healthy",
+        "eu-1": "skipped",
+        "eu-2": "skipped",
+        "us-1": "skipped",
+    }
+    assert "needs approval" in report["waves"][1]["clusters"][0]["reason"]
+    assert fleet.record("us-1", ns) is None  # nothing written to the wave
