@@ -5,6 +5,10 @@ artifact, and a halted rollout ending Failed with the report still printed."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -95,3 +99,53 @@ def test_flow_run_has_a_subflow_per_wave_a_task_per_cluster_and_a_live_table(
     assert run["state_type"] == "FAILED"
     assert [w["name"] for w in waves] == ["wave-canary"]  # later waves never started
     assert "roll-back-canary" in tasks and not any("eu" in t or "us" in t for t in tasks)
+
+
+def test_approval_between_waves_through_the_prefect_api(
+    fleet: Fleet4, capsys: pytest.CaptureFixture[str], prefect_api: str
+) -> None:
+    ns = fleet.namespace()
+    rev = fleet.repo.commit(all_images(2), "api: v2")
+    waves = [
+        {"name": "canary", "selector": {"matchLabels": {"tier": "canary"}}},
+        {"name": "rest", "approve": True},
+    ]
+    file = fleet.fleet_file(ns, waves)
+    args = ["fleet", "rollout", "--fleet", str(file), "--repo-dir", str(fleet.repo.root)]
+    shipyard = str(Path(sys.executable).with_name("shipyard"))
+    proc = subprocess.Popen(
+        [shipyard, *args, "--revision", rev, "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PREFECT_API_URL": prefect_api},
+    )
+    try:
+        deadline = time.monotonic() + 120
+        paused, mine = None, []
+        while time.monotonic() < deadline and paused is None and proc.poll() is None:
+            runs = httpx.post(
+                f"{prefect_api}/flow_runs/filter",
+                json={"flows": {"name": {"any_": ["fleet-rollout"]}}, "limit": 200},
+            ).json()
+            mine = [r for r in runs if r["parameters"].get("fleet_file") == str(file)]
+            paused = next((r for r in mine if r["state_type"] == "PAUSED"), None)
+            time.sleep(0.5)
+        assert paused is not None, [(r["state_type"], r["state_name"]) for r in mine]
+        assert fleet.record("us-1", ns) is None  # the wave waits: nothing written yet
+        assert (fleet.record("canary", ns) or {}).get("verified-revision") == rev
+        answer = {"decision": "approve", "approver": "qa", "reason": "canary looks good"}
+        resp = httpx.post(
+            f"{prefect_api}/flow_runs/{paused['id']}/resume", json={"run_input": answer}
+        )
+        assert resp.status_code < 300 and resp.json()["status"] == "ACCEPT", resp.text
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, out + err
+    report = json.loads(out)
+    assert {c["status"] for w in report["waves"] for c in w["clusters"]} == {"healthy"}
+    canary_end = report["waves"][0]["clusters"][0]["finished_at"]
+    assert all(c["started_at"] > canary_end for c in report["waves"][1]["clusters"])
