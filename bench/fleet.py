@@ -115,6 +115,7 @@ def main() -> None:
             started = time.monotonic()
             report = fleet_rollout_directly(str(file), str(repo), "main")
             total = time.monotonic() - started
+            rss_after = _rss_mib()
         finally:
             for sim in sims:
                 sim.stop()
@@ -131,7 +132,10 @@ def main() -> None:
     print(f"per wave: {', '.join(f'{w:.2f}s' for w in per_wave)}")
     print(f"overhead outside the waves: {(total - sum(per_wave)) / n * 1000:.1f} ms per cluster")
     print(f"cluster time (probe+record+sync+verify): {busy / n:.2f}s per cluster on average")
-    print(f"memory: {(rss - rss0) / n:.1f} MiB RSS per simulated cluster")
+    print(
+        f"memory: {(rss - rss0) / n:.1f} MiB RSS per simulated cluster when started, "
+        f"{(rss_after - rss0) / n:.1f} MiB after the rollout (objects, pods, watches)"
+    )
 
 
 if __name__ == "__main__":
