@@ -19,18 +19,24 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         prog="shipyard-sim-cluster", description="Serve a simulated Kubernetes API."
     )
     parser.add_argument(
-        "--kubeconfig", type=Path, required=True,
+        "--kubeconfig",
+        type=Path,
+        required=True,
         help="Where to write the kubeconfig once the API is ready.",
     )
     parser.add_argument("--host", default="127.0.0.1", help="Address to listen on (loopback).")
     parser.add_argument("--port", type=int, default=0, help="Port to listen on (0: any free).")
     parser.add_argument("--nodes", type=int, default=1, help="Number of simulated nodes.")
     parser.add_argument(
-        "--startup-delay", type=float, default=0.5,
+        "--startup-delay",
+        type=float,
+        default=0.5,
         help="Seconds from image pulled to Running/Ready.",
     )
     parser.add_argument(
-        "--pull-images", action=argparse.BooleanOptionalAction, default=True,
+        "--pull-images",
+        action=argparse.BooleanOptionalAction,
+        default=True,
         help="Check images against their registries.",
     )
     return parser.parse_args(argv)
