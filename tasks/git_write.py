@@ -27,11 +27,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from git import Repo
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
-from shipyard.core.errors import ConfigError, PermanentError, TransientError
+from shipyard.core.errors import PermanentError, TransientError
 from shipyard.core.git import (
     GitWriteConfig,
+    Trailers,
     add_trailers,
     backoff_delay,
     clone,
@@ -63,19 +64,11 @@ class ImageUpdate(BaseModel):
     app: str = Field("", description="App name, for the message.")
     environment: str = Field("", description="Environment name, for the message.")
     source_commit: str = Field("", description="Source commit the image was built from.")
-    trailers: dict[str, str] = Field(
+    trailers: Trailers = Field(
         default_factory=dict,
         description="Trailers the commit carrying this update ends with, e.g. a promotion's "
         "{'Approved-by': <who>, 'Reason': <why>} (shipyard.core.git.approval_trailers).",
     )
-
-    @field_validator("trailers")
-    @classmethod
-    def _trailers(cls, value: dict[str, str]) -> dict[str, str]:
-        try:
-            return validate_trailers(value)
-        except ConfigError as exc:
-            raise ValueError(exc.message) from None
 
     def with_trailers(self, trailers: Mapping[str, str]) -> ImageUpdate:
         """This update with ``trailers`` added (e.g. once an approval has been given)."""

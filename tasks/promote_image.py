@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from shipyard.core.catalog import App, Catalog, Environment, load_catalog
 from shipyard.core.errors import ConfigError, PolicyError
-from shipyard.core.git import GitWriteConfig, clone, validate_trailers
+from shipyard.core.git import GitWriteConfig, Trailers, clone
 from shipyard.core.oci import validate_digest
 from tasks.git_write import ImageUpdate, WriteBackResult, push_updates
 from tasks.set_image import SetImageConfig, find_images
@@ -55,19 +55,11 @@ class PromoteImageConfig(BaseModel):
         "from_environment pins in git is used (it must pin exactly one).",
     )
     source_commit: str = Field("", description="Source commit, for the commit message.")
-    trailers: dict[str, str] = Field(
+    trailers: Trailers = Field(
         default_factory=dict,
         description="Trailers of the promotion commit, e.g. approval_trailers(who, why) "
         "for Approved-by: and Reason:.",
     )
-
-    @field_validator("trailers")
-    @classmethod
-    def _trailers(cls, value: dict[str, str]) -> dict[str, str]:
-        try:
-            return validate_trailers(value)
-        except ConfigError as exc:
-            raise ValueError(exc.message) from None
 
     @field_validator("digest")
     @classmethod

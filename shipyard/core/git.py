@@ -22,11 +22,11 @@ import string
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Literal
+from typing import Annotated, Literal
 
 from git import Repo
 from git.exc import GitCommandError
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from shipyard.core.errors import ConfigError, PermanentError, TransientError
 from shipyard.core.redact import redact
@@ -39,6 +39,7 @@ __all__ = [
     "GitWriteConfig",
     "HostingApi",
     "NonFastForward",
+    "Trailers",
     "add_trailers",
     "approval_trailers",
     "author_env",
@@ -108,6 +109,18 @@ def validate_trailers(trailers: Mapping[str, str]) -> dict[str, str]:
         if folded:
             out[key] = folded
     return out
+
+
+def _trailers_field(value: dict[str, str]) -> dict[str, str]:
+    """:func:`validate_trailers` for a pydantic field (its errors become validation errors)."""
+    try:
+        return validate_trailers(value)
+    except ConfigError as exc:
+        raise ValueError(exc.message) from None
+
+
+Trailers = Annotated[dict[str, str], AfterValidator(_trailers_field)]
+"""A config field of commit trailers, checked and folded by :func:`validate_trailers`."""
 
 
 def approval_trailers(approver: str, reason: str) -> dict[str, str]:
@@ -188,7 +201,7 @@ class GitWriteConfig(CloneConfig):
         description="Commit message; fields: " + ", ".join(sorted(MESSAGE_FIELDS)) + ".",
     )
     flow_run_url: str | None = Field(None, description="Link to the flow run, for the message.")
-    trailers: dict[str, str] = Field(
+    trailers: Trailers = Field(
         default_factory=dict,
         description="Trailers every commit of this write ends with, e.g. "
         "{'Approved-by': 'ana', 'Reason': 'release 2.1'} (see approval_trailers).",
@@ -208,14 +221,6 @@ class GitWriteConfig(CloneConfig):
         if unknown:
             raise ValueError(f"message template has unknown fields {sorted(unknown)}")
         return value
-
-    @field_validator("trailers")
-    @classmethod
-    def _trailers(cls, value: dict[str, str]) -> dict[str, str]:
-        try:
-            return validate_trailers(value)
-        except ConfigError as exc:
-            raise ValueError(exc.message) from None
 
 
 @dataclass(frozen=True)
