@@ -67,7 +67,15 @@ def register(app: typer.Typer) -> None:
     @stack.command("status")
     def status(state_dir: StateDir = None, json_out: JsonOut = False) -> None:
         """Show each service's pid and health; exit 1 if any is unhealthy."""
-        report = stack_status(StackLayout.from_env(state_dir))
+        layout = StackLayout.from_env(state_dir)
+        if not layout.root.is_dir() and not json_out:
+            typer.echo(
+                f"shipyard: no stack at {layout.root}: run 'shipyard stack up' in the project "
+                "(or pass --state-dir)",
+                err=True,
+            )
+            raise typer.Exit(1)
+        report = stack_status(layout)
         _print(report, json_out, "status")
         if not report.services or not report.healthy:
             raise typer.Exit(1)

@@ -65,6 +65,11 @@ def test_status_of_a_stack_never_started(tmp_path: Path) -> None:
         check=False,
     )
     assert result.returncode == 1
+    assert result.stdout == ""
+    assert result.stderr.strip().splitlines() == [
+        f"shipyard: no stack at {tmp_path / 'none'}: run 'shipyard stack up' in the project "
+        "(or pass --state-dir)"
+    ]
 
 
 def test_port_taken_is_a_clear_error_and_starts_nothing(tmp_path: Path) -> None:
