@@ -127,7 +127,8 @@ def test_deliver_from_the_ui_then_approve_promote_in_the_ui(stack: Stack, page: 
     dialog = page.get_by_role("dialog")
     # The form says what is being approved, and the decision has no default.
     for shown in ("Promote cart from dev to prod", "digest", "verified at"):
-        assert dialog.get_by_text(shown).first.is_visible(), shown
+        # wait_for: the dialog renders its description after the form schema loads.
+        dialog.get_by_text(shown).first.wait_for(state="visible", timeout=30_000)
     _choose(dialog, "Decision", "approve")
     _field(dialog, "Approver").fill("release-manager")
     _field(dialog, "Reason").fill("CHG-42 approved in the browser test")
