@@ -8,9 +8,13 @@ cd "$(dirname "$0")/.."
 # podman+runc: the Docker Engine API; docker-registry: CNCF Distribution;
 # busybox-static: the base image layer (no public registry is needed); git: git daemon;
 # chromium: the browser tests drive the Prefect UI; golang-go + bbolt: the tests build a
-# tiny trivy vulnerability DB (no DB can be downloaded here).
+# tiny trivy vulnerability DB (no DB can be downloaded here); prometheus (with promtool)
+# and prometheus-alertmanager: the stack's monitoring and the alert-rule unit tests;
+# postgresql and redis-server: the production profile (`stack up --database postgresql
+# --messaging redis`).
 APT_PACKAGES=(podman runc docker-registry busybox-static git ca-certificates chromium
-              golang-go golang-github-coreos-bbolt-dev)
+              golang-go golang-github-coreos-bbolt-dev prometheus prometheus-alertmanager
+              postgresql redis-server)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
@@ -47,6 +51,6 @@ fi
 .venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true
 # The cluster simulator is its own distribution (tests and demo only), installed beside
 # the project with its test extra.
-.venv/bin/python -m pip install -q -e ./packages/simcluster -e ".[test]" 2>&1 | grep -v '^WARNING: Location' || true
+.venv/bin/python -m pip install -q -e ./packages/simcluster -e ".[test,redis]" 2>&1 | grep -v '^WARNING: Location' || true
 .venv/bin/shipyard --help >/dev/null
 echo "setup: ready (.venv/bin/shipyard)"
