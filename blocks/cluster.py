@@ -32,6 +32,10 @@ class KubernetesCluster(Block):
         None, description="A prefect-kubernetes cluster config block (takes precedence)."
     )
     in_cluster: bool = Field(False, description="Use the pod's service account.")
+    labels: dict[str, str] = Field(
+        default_factory=dict,
+        description="Labels a catalog fleet selects on (region: eu, tier: canary).",
+    )
 
     def get_api_client(self) -> client.ApiClient:
         """Build an ApiClient; a ConfigError says what is missing when nothing is usable."""

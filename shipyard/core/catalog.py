@@ -17,6 +17,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
 from shipyard.core.errors import ConfigError
+from shipyard.core.fleet import LabelSelector, Wave
 
 CATALOG_FILE = "shipyard-catalog.yaml"
 # A lower-case RFC 1123 label (app, environment and namespace names); callers add the
@@ -105,12 +106,49 @@ class SyncSpec(_Model):
         return self
 
 
+class FleetTarget(_Model):
+    """An environment spread over many clusters: which ones, and in which waves.
+
+    ``selector`` picks KubernetesCluster blocks by their ``labels``; each selected
+    cluster goes into the first wave whose own selector matches it (a wave without a
+    selector takes the rest). Same wave schema as a fleet file (:mod:`shipyard.core.fleet`).
+    """
+
+    selector: LabelSelector = Field(description="Which cluster blocks (by their labels).")
+    waves: list[Wave] = Field(min_length=1, description="In order; the first is the canary.")
+    rollback: Literal["wave", "all"] = Field(
+        "wave", description="On a halt, roll back the halted wave only, or every wave so far."
+    )
+
+    @field_validator("selector")
+    @classmethod
+    def _not_everything(cls, value: LabelSelector) -> LabelSelector:
+        if value.empty:
+            raise ValueError("fleet.selector needs matchLabels or matchExpressions")
+        return value
+
+    @model_validator(mode="after")
+    def _unique_waves(self) -> FleetTarget:
+        names = [w.name for w in self.waves]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"wave names must be unique: {', '.join(dupes)}")
+        return self
+
+
 class Environment(_Model):
-    """One stage of an app's life (dev, staging, prod)."""
+    """One stage of an app's life (dev, staging, prod).
+
+    It runs on one cluster (``cluster``, a KubernetesCluster block name) or on a fleet
+    (``fleet``: cluster blocks selected by label, rolled out in waves), never both.
+    """
 
     name: str = Field(description="Environment name, lower-case DNS label.")
     path: str = Field(description="Directory in the GitOps repo holding this environment.")
     cluster: str = Field("default", description="Name of the cluster block to deploy to.")
+    fleet: FleetTarget | None = Field(
+        None, description="Deploy to a fleet of cluster blocks in waves (instead of 'cluster')."
+    )
     namespace: str = Field(description="Kubernetes namespace the app runs in.")
     branch: str = Field("main", description="GitOps branch written for this environment.")
     sync: SyncSpec = Field(default_factory=lambda: SyncSpec(), description="Sync settings.")
@@ -132,6 +170,20 @@ class Environment(_Model):
         if p.is_absolute() or ".." in p.parts:
             raise ValueError(f"path {value!r} must be relative and stay inside the repo")
         return value
+
+    @model_validator(mode="after")
+    def _one_target(self) -> Environment:
+        if self.fleet is not None and "cluster" in self.model_fields_set:
+            raise ValueError(
+                f"environment {self.name!r} sets both 'cluster' and 'fleet': "
+                "target one cluster block or a fleet, not both"
+            )
+        if self.fleet is not None and not self.verify.workloads:
+            raise ValueError(
+                f"environment {self.name!r} targets a fleet: verify.workloads needs at least "
+                "one KIND/NAME (each cluster is verified)"
+            )
+        return self
 
 
 class App(_Model):

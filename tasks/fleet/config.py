@@ -9,7 +9,6 @@ kubeconfig that is not a file are all :class:`ConfigError` (exit 2 at the CLI).
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 from typing import Literal
 
@@ -18,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from shipyard.core.catalog import SyncSpec, VerifySpec
 from shipyard.core.errors import ConfigError
+from shipyard.core.fleet import LabelSelector, Requirement, Wave, selector_matches
 
 __all__ = [
     "Fleet",
@@ -40,51 +40,6 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class Requirement(_Model):
-    """One ``matchExpressions`` entry, as Kubernetes' LabelSelectorRequirement."""
-
-    key: str = Field(description="Label key.")
-    operator: Literal["In", "NotIn", "Exists", "DoesNotExist"] = Field(description="Operator.")
-    values: list[str] = Field(default_factory=list, description="Values (In, NotIn).")
-
-    @model_validator(mode="after")
-    def _values(self) -> Requirement:
-        if self.operator in ("In", "NotIn") and not self.values:
-            raise ValueError(f"operator {self.operator} needs values")
-        if self.operator in ("Exists", "DoesNotExist") and self.values:
-            raise ValueError(f"operator {self.operator} takes no values")
-        return self
-
-
-class LabelSelector(_Model):
-    """A Kubernetes LabelSelector: every ``matchLabels`` pair and every expression hold."""
-
-    matchLabels: dict[str, str] = Field(default_factory=dict, description="Equalities.")
-    matchExpressions: list[Requirement] = Field(
-        default_factory=list, description="Set-based requirements."
-    )
-
-
-def selector_matches(selector: LabelSelector | None, labels: Mapping[str, str]) -> bool:
-    """True when ``labels`` satisfy ``selector`` (None matches everything), as Kubernetes:
-    ``NotIn`` and ``DoesNotExist`` hold for a label that is absent."""
-    if selector is None:
-        return True
-    if any(labels.get(k) != v for k, v in selector.matchLabels.items()):
-        return False
-    for req in selector.matchExpressions:
-        present = req.key in labels
-        if req.operator == "In" and not (present and labels[req.key] in req.values):
-            return False
-        if req.operator == "NotIn" and present and labels[req.key] in req.values:
-            return False
-        if req.operator == "Exists" and not present:
-            return False
-        if req.operator == "DoesNotExist" and present:
-            return False
-    return True
-
-
 class FleetCluster(_Model):
     """One cluster of the inventory."""
 
@@ -99,23 +54,6 @@ class FleetCluster(_Model):
         if not _NAME.match(value):
             raise ValueError(f"cluster name {value!r} must be lower-case letters, digits, - or .")
         return value
-
-
-class Wave(_Model):
-    """One step of the rollout: the clusters its selector picks (first match wins)."""
-
-    name: str = Field(description="Wave name, unique in the fleet.")
-    selector: LabelSelector | None = Field(
-        None, description="Which clusters; none: every cluster not in an earlier wave."
-    )
-    bake_seconds: float = Field(0.0, ge=0, description="Wait after the wave passed, re-checked.")
-    max_parallel: int | None = Field(
-        None, ge=1, description="Clusters synced and verified at once (default: all)."
-    )
-    on_unreachable: Literal["fail", "skip"] = Field(
-        "fail", description="fail: an unreachable cluster halts; skip: report it skipped."
-    )
-    approve: bool = Field(False, description="Wait for approval before the wave starts.")
 
 
 class RolloutSpec(_Model):
