@@ -30,6 +30,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "shipyard.cli.fleet",
     # Adds `appset` to the `fleet` group of shipyard.cli.fleet.
     "shipyard.cli.fleet_appset",
+    "shipyard.cli.dora",
 )
 
 EXIT_OK = 0
