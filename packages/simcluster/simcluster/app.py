@@ -38,6 +38,8 @@ from simcluster.config import SimConfig
 from simcluster.errors import ApiError
 from simcluster.faults import FaultInjector, FaultRule
 from simcluster.logs import LogStore
+from simcluster.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from simcluster.metrics import ClusterMetrics
 from simcluster.resources import ResourceType
 from simcluster.selectors import parse_field_selector, parse_label_selector, selector_to_string
 from simcluster.store import Store, WatchEvent, clone
@@ -101,6 +103,7 @@ class SimApp:
         self.faults = faults
         self.logs = logs
         self.server_address = "127.0.0.1:0"
+        self.metrics = ClusterMetrics(store)
 
     # -- ASGI ------------------------------------------------------------------------
 
@@ -237,6 +240,9 @@ class SimApp:
             return Response(body=discovery.version())
         if head in ("healthz", "livez", "readyz"):
             return Response(raw=b"ok", content_type="text/plain")
+        if head == "metrics" and len(parts) == 1 and req.method == "GET":
+            # Unauthenticated, like /version: what kube-state-metrics and Argo CD export.
+            return Response(raw=self.metrics.render().encode(), content_type=METRICS_CONTENT_TYPE)
         if head == "_sim":
             return self._sim_control(req, parts[1:])
         if head == "openapi":
