@@ -18,6 +18,9 @@ DEFAULT_PORTS: dict[str, int] = {
     "git": 9418,
     "kube": 6443,
     "bridge": 8787,
+    "exporter": 9464,
+    "prometheus": 9090,
+    "alertmanager": 9093,
 }
 
 

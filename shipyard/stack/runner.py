@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 from shipyard.core.errors import ConfigError, TransientError
 from shipyard.stack import clusters as fleet_clusters
-from shipyard.stack import process
+from shipyard.stack import monitoring, process
 from shipyard.stack.model import (
     DEFAULT_PORTS,
     ServiceSpec,
@@ -36,7 +36,17 @@ from shipyard.stack.services import (
     s3_spec,
 )
 
-SERVICE_ORDER = ("prefect", "registry", "docker", "s3", "git", "kube", "bridge", "worker")
+SERVICE_ORDER = (
+    "prefect",
+    "registry",
+    "docker",
+    "s3",
+    "git",
+    "kube",
+    *monitoring.MONITORING_SERVICES,
+    "bridge",
+    "worker",
+)
 
 Progress = Callable[[str], None]
 
@@ -96,6 +106,7 @@ def build_specs(layout: StackLayout, ports: dict[str, int]) -> list[ServiceSpec]
                 ),
             )
         )
+    specs += monitoring.monitoring_specs(layout, ports)
     return specs
 
 
@@ -118,6 +129,7 @@ def env_values(layout: StackLayout, ports: dict[str, int]) -> dict[str, str]:
         "SHIPYARD_BRIDGE_URL": f"http://{host}:{ports['bridge']}",
         **S3_TEST_CREDENTIALS,
         **fleet_clusters.cluster_env(layout),
+        **monitoring.monitoring_env(layout, ports),
     }
     if _sim_available():
         values["KUBECONFIG"] = str(layout.kubeconfig)
@@ -190,6 +202,7 @@ def stack_up(
             statuses[spec.name] = ServiceStatus(spec.name, True, False, pid, addr)
         _wait_healthy(layout, specs, statuses, t0, say)
         fleet = fleet_clusters.clusters_up(layout, clusters, say)
+        monitoring.write_cluster_targets(layout, resolved)  # Prometheus scrapes the fleet too
     except BaseException:
         for spec in reversed(launched):
             process.stop(layout, spec.name)

@@ -66,6 +66,8 @@ def prefect_spec(layout: StackLayout, port: int) -> ServiceSpec:
         "PREFECT_API_URL": f"http://{layout.host}:{port}/api",
         "PREFECT_UI_API_URL": f"http://{layout.host}:{port}/api",
         "PREFECT_LOGGING_LEVEL": "WARNING",
+        # Serves Prometheus metrics at /api/metrics (the stack's Prometheus scrapes them).
+        "PREFECT_SERVER_METRICS_ENABLED": "true",
     }
     if url := os.environ.get("SHIPYARD_PREFECT_DATABASE_URL"):
         env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = url
