@@ -60,6 +60,39 @@ class MetricGate(_Model):
     failure_limit: int = Field(0, ge=0, description="Failed measurements tolerated.")
 
 
+class AnomalyMetric(_Model):
+    """One metric the anomaly gate compares between the new version and the baseline."""
+
+    name: str = Field(description="A short name for reports (error-ratio, latency-p90).")
+    query: str = Field(
+        description="PromQL evaluated as a range query once per version; {{revision}} is "
+        "replaced by the version measured (the new one, then the baseline)."
+    )
+    higher_is_worse: bool = Field(True, description="False when a drop is the regression.")
+
+
+class AnomalyGate(_Model):
+    """New version vs baseline, judged by a one-sided Mann-Whitney U test (tasks.anomaly_gate)."""
+
+    prometheus_url: str = Field(description="Base URL of the Prometheus HTTP API.")
+    metrics: list[AnomalyMetric] = Field(min_length=1, description="Metrics to compare.")
+    revision: str = Field(
+        "{{digest}}", description="Label value of the new version ({{digest}}: the delivered one)."
+    )
+    baseline: str = Field(description="Label value of the baseline (old) version.")
+    window_seconds: float = Field(300.0, gt=0, description="Look-back of the range queries.")
+    step_seconds: float = Field(15.0, gt=0, description="Range query resolution.")
+    delay_seconds: float = Field(0.0, ge=0, description="Wait this long before measuring.")
+    alpha: float = Field(0.05, gt=0, lt=1, description="Significance level (one-sided).")
+    min_samples: int = Field(10, ge=3, description="Samples needed per version to judge.")
+    allowed_increase: float = Field(
+        0.0, ge=0, description="Relative median change tolerated even when significant."
+    )
+    on_no_data: Literal["not-checked", "fail"] = Field(
+        "not-checked", description="Too few samples: report not checked, or fail."
+    )
+
+
 class VerifySpec(_Model):
     """What "healthy" means for an environment."""
 
@@ -69,6 +102,7 @@ class VerifySpec(_Model):
     timeout_seconds: float = Field(300.0, gt=0, description="Deadline for the rollout.")
     smoke: list[SmokeCheck] = Field(default_factory=list, description="HTTP smoke checks.")
     metrics: list[MetricGate] = Field(default_factory=list, description="Metric gates.")
+    anomaly: AnomalyGate | None = Field(None, description="New-vs-baseline anomaly gate.")
 
     @field_validator("workloads")
     @classmethod
