@@ -8,6 +8,10 @@ loads its connections and reports its outcome the same way.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, TypeVar, cast
 from uuid import UUID
 
@@ -24,12 +28,23 @@ from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 from pydantic import BaseModel, Field
 
 from shipyard.core.errors import ConfigError
+from shipyard.core.ledger_events import (
+    EVENT_BLOCKED,
+    EVENT_DELIVERED,
+    EVENT_FAILED,
+    EVENT_STARTED,
+    blocked_cause,
+    iso_z,
+)
 from shipyard.core.oci import has_registry_host, split_reference
 from tasks.drill_report import DrillPublication
 
 __all__ = [
+    "EVENT_BLOCKED",
     "EVENT_DELIVERED",
     "EVENT_FAILED",
+    "EVENT_STARTED",
+    "Attempt",
     "Provenance",
     "RollbackReport",
     "emit",
@@ -43,12 +58,11 @@ __all__ = [
     "publish_drill_report",
     "publish_provenance",
     "publish_rollback",
+    "publish_started",
+    "report_blocked",
     "run_name",
     "short_ref",
 ]
-
-EVENT_DELIVERED = "shipyard.delivery.completed"
-EVENT_FAILED = "shipyard.delivery.failed"
 
 B = TypeVar("B", bound=Block)
 
@@ -144,12 +158,103 @@ def image_url(image: str, digest: str, *, insecure: bool = False) -> str:
     return f"{scheme}://{host}/v2/{path}/manifests/{digest}"
 
 
-def emit(event: str, resource_id: str, payload: dict[str, Any], name: str | None = None) -> None:
+def emit(
+    event: str,
+    resource_id: str,
+    payload: dict[str, Any],
+    name: str | None = None,
+    related: list[dict[str, str]] | None = None,
+) -> None:
     """Emit a Prefect event about ``resource_id`` (with a display ``name`` when given)."""
     resource = {"prefect.resource.id": resource_id}
     if name is not None:
         resource["prefect.resource.name"] = name
-    emit_event(event=event, resource=resource, payload=payload)
+    emit_event(event=event, resource=resource, payload=payload, related=related or None)
+
+
+def _cluster_related(cluster: str | None) -> list[dict[str, str]] | None:
+    """The delivery events' related resource naming the target cluster."""
+    if not cluster:
+        return None
+    return [
+        {
+            "prefect.resource.id": f"shipyard.cluster.{cluster}",
+            "prefect.resource.role": "cluster",
+            "prefect.resource.name": cluster,
+        }
+    ]
+
+
+@dataclass
+class Attempt:
+    """One delivery attempt to one environment and cluster, as the ledger sees it.
+
+    The flow fills it as it learns (digest, source commit) and moves ``step`` along
+    (``config`` -> ``build``/``push`` -> ``scan`` -> ``gitops``); ``deployed_at`` is set
+    the moment the environment is changed (the GitOps commit is synced). A failure
+    while ``deployed_at`` is unset blocked the attempt (:func:`report_blocked`).
+    """
+
+    app: str
+    environment: str
+    cluster: str | None = None
+    change_time: str | None = None
+    digest: str | None = None
+    source_commit: str | None = None
+    step: str = "config"
+    deployed_at: str | None = None
+    trigger: str = ""
+
+    def changed(self) -> None:
+        """Mark the environment as changed now (the GitOps commit is about to sync)."""
+        self.deployed_at = iso_z(datetime.now(UTC))
+
+    def payload(self) -> dict[str, Any]:
+        """The ledger keys every delivery event carries."""
+        return {
+            "app": self.app,
+            "environment": self.environment,
+            "cluster": self.cluster,
+            "digest": self.digest,
+            "source_commit": self.source_commit or None,
+            "change_time": self.change_time or None,
+            "flow_run": flow_run_id(),
+            "trigger": self.trigger,
+        }
+
+
+def publish_started(attempt: Attempt) -> None:
+    """Emit ``shipyard.delivery.started``: this attempt is under way (its change waits)."""
+    emit(
+        EVENT_STARTED,
+        f"shipyard.delivery.{attempt.app}.{attempt.environment}",
+        attempt.payload(),
+        name=f"{attempt.app}/{attempt.environment}",
+        related=_cluster_related(attempt.cluster),
+    )
+
+
+@contextmanager
+def report_blocked(attempt: Attempt) -> Iterator[Attempt]:
+    """Emit ``shipyard.delivery.blocked`` when the block fails before the environment
+    changed (build, scan, push, GitOps write, config): no deployment, but an attempt the
+    exporter counts. The error is re-raised unchanged."""
+    try:
+        yield attempt
+    except BaseException as exc:
+        if attempt.deployed_at is None:
+            payload = attempt.payload()
+            payload["cause"] = blocked_cause(attempt.step, exc)
+            payload["reason"] = " ".join(str(exc).split())[:500] or type(exc).__name__
+            with suppress(Exception):  # reporting must never hide the failure
+                emit(
+                    EVENT_BLOCKED,
+                    f"shipyard.delivery.{attempt.app}.{attempt.environment}",
+                    payload,
+                    name=f"{attempt.app}/{attempt.environment}",
+                    related=_cluster_related(attempt.cluster),
+                )
+        raise
 
 
 class Provenance(BaseModel):
@@ -171,6 +276,13 @@ class Provenance(BaseModel):
     reason: str | None = Field(None, description="Why they approved it.")
     links: dict[str, str] = Field(
         default_factory=dict, description="URLs of the run, commits and image, where known."
+    )
+    cluster: str | None = Field(None, description="The target cluster (block name).")
+    change_time: str | None = Field(
+        None, description="Commit time of the source, or push time of the image (ISO 8601)."
+    )
+    deployed_at: str | None = Field(
+        None, description="When the change was verified running (ISO 8601); ledger time."
     )
 
 
@@ -213,6 +325,7 @@ def publish_provenance(record: Provenance) -> None:
         f"shipyard.delivery.{record.app}.{record.environment}",
         record.model_dump(),
         name=f"{record.app}/{record.environment}",
+        related=_cluster_related(record.cluster),
     )
 
 
@@ -228,6 +341,12 @@ class RollbackReport(BaseModel):
     rollback_error: str | None = Field(None, description="Why the rollback failed, if it did.")
     flow_run: str | None = None
     links: dict[str, str] = Field(default_factory=dict)
+    cluster: str | None = Field(None, description="The target cluster (block name).")
+    source_commit: str | None = None
+    change_time: str | None = Field(None, description="Commit or push time (ISO 8601).")
+    deployed_at: str | None = Field(None, description="When the change was applied.")
+    cause: str | None = Field(None, description="The failed step: sync or verify.")
+    outcome: str = Field("failed", description="Always failed (the ledger's outcome).")
 
     @property
     def state_message(self) -> str:
@@ -266,6 +385,7 @@ def publish_rollback(report: RollbackReport) -> None:
         f"shipyard.delivery.{report.app}.{report.environment}",
         report.model_dump(),
         name=f"{report.app}/{report.environment}",
+        related=_cluster_related(report.cluster),
     )
 
 

@@ -39,6 +39,7 @@ from blocks.registry import RegistryCredentials
 from flows.build_scan_push import BuildScanPushResult, build_scan_push_blocking
 from flows.common import (
     EVENT_DELIVERED,
+    Attempt,
     Provenance,
     RollbackReport,
     ensure_limit,
@@ -50,6 +51,8 @@ from flows.common import (
     name_run,
     publish_provenance,
     publish_rollback,
+    publish_started,
+    report_blocked,
     run_name,
 )
 from flows.sync_verify import (
@@ -181,10 +184,21 @@ def rollback_state(
     repository: GitOpsRepository,
     *,
     insecure: bool = False,
+    attempt: Attempt | None = None,
 ) -> State[Any]:
     """Publish a rollback on the calling run and return its Failed state, whose
-    message is ``rolled back: <reason>`` (or says that the rollback failed too)."""
+    message is ``rolled back: <reason>`` (or says that the rollback failed too).
+    ``attempt`` adds the ledger keys (cluster, change and deployment times) to the event."""
+    ledger: dict[str, Any] = {"cause": getattr(exc, "cause", None) or "verify"}
+    if attempt is not None:
+        ledger.update(
+            cluster=attempt.cluster,
+            source_commit=attempt.source_commit or None,
+            change_time=attempt.change_time or None,
+            deployed_at=attempt.deployed_at,
+        )
     report = RollbackReport(
+        **ledger,
         app=app.name,
         environment=environment,
         digest=digest,
@@ -229,6 +243,7 @@ def deliver(
     digest: str = "",
     trigger: str = "manual",
     options: DeliverOptions = DEFAULT_OPTIONS,
+    change_time: str = "",
 ) -> Provenance | State[Any]:
     """Deliver one change of an app to one environment: build or take the image, scan,
     pin its digest in git, sync, verify, roll back on failure.
@@ -245,6 +260,9 @@ def deliver(
         digest: Pushed digest (sha256:...); wins over the tag.
         trigger: What started this delivery (kept in the provenance).
         options: Connections (block names) and the scan policy.
+        change_time: When the change was made (ISO 8601): the push time of a pushed
+            image (the bridge passes it), or the source commit's time; kept in the
+            delivery events for the ledger's lead time. Empty: unknown.
     """
     logger = get_run_logger()
     opts = options
@@ -279,7 +297,18 @@ def deliver(
     lock = limit_name("deliver", entry.name, env.name)
     ensure_limit(lock, 1)
     source_commit = commit
-    with concurrency(lock, occupy=1, strict=True):
+    attempt = Attempt(
+        entry.name,
+        env.name,
+        cluster.name,
+        change_time=change_time.strip() or None,
+        digest=digest or None,
+        source_commit=commit or None,
+        trigger=trigger,
+    )
+    publish_started(attempt)
+    with concurrency(lock, occupy=1, strict=True), report_blocked(attempt):
+        attempt.step = "build" if commit else "push"
         if commit:
             if entry.source is None:
                 raise ConfigError(f"{entry.name} has no 'source' in the catalog to build from")
@@ -320,7 +349,9 @@ def deliver(
             )
             scan_summary = "skipped (disabled)"
         name_run(run_name(entry.name, env.name, pinned))
+        attempt.digest, attempt.source_commit = pinned, source_commit or None
 
+        attempt.step = "scan"
         current = read_pinned(repository, env.branch, env.path, entry.image)
         already = current.digest == pinned
         if not commit and opts.scan and not already:
@@ -344,6 +375,7 @@ def deliver(
             if not commit:
                 scan_summary = "as scanned when first delivered"
         else:
+            attempt.step = "gitops"
             writers = git_writers_limit(repository.url, env.branch)
             ensure_limit(writers, 1)  # writers of one repo and branch queue, not race
             written = commit_and_push(
@@ -363,10 +395,15 @@ def deliver(
                 if written.commit
                 else f"{env.path} needed no change: no commit",
             )
+        if written_commit is not None:
+            attempt.changed()
+        attempt.step = "verify"
         try:
             revision = converge(cluster, repository, entry, env, written_commit, pinned)
         except (RolledBackError, RollbackFailedError) as exc:
-            return rollback_state(exc, entry, env.name, pinned, repository, insecure=insecure)
+            return rollback_state(
+                exc, entry, env.name, pinned, repository, insecure=insecure, attempt=attempt
+            )
 
     outcome = ALREADY_DELIVERED if written_commit is None else "delivered"
     record = Provenance(
@@ -385,7 +422,10 @@ def deliver(
         links=provenance_links(
             repository, entry.image, pinned, written_commit, revision, insecure=insecure
         ),
+        cluster=cluster.name,
+        change_time=attempt.change_time,
     )
+    record = record.model_copy(update={"deployed_at": record.verified_at})
     publish_provenance(record)
     logger.info("%s/%s runs %s: %s", entry.name, env.name, pinned, outcome)
     if written_commit is None:

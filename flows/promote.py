@@ -30,6 +30,7 @@ from blocks.gitops import GitOpsRepository
 from blocks.registry import RegistryCredentials
 from flows.approval import Approval, ApprovalRequest, request_approval
 from flows.common import (
+    Attempt,
     Provenance,
     ensure_limit,
     flow_run_id,
@@ -153,10 +154,17 @@ def promote(
         logger.info(
             "%s", f"committed {commit} to {target.branch}" if commit else "no change: no commit"
         )
+        # The ledger's keys; the change's time is the source environment's (derived).
+        attempt = Attempt(app, target.name, cluster.name, digest=pinned)
+        attempt.source_commit = plan.update.source_commit or None
+        if commit:
+            attempt.changed()
         try:
             revision = converge(cluster, repository, entry, target, commit, pinned)
         except (RolledBackError, RollbackFailedError) as exc:
-            return rollback_state(exc, entry, target.name, pinned, repository, insecure=insecure)
+            return rollback_state(
+                exc, entry, target.name, pinned, repository, insecure=insecure, attempt=attempt
+            )
 
     record = Provenance(
         app=app,
@@ -175,6 +183,9 @@ def promote(
         links=provenance_links(
             repository, entry.image, pinned, commit, revision, insecure=insecure
         ),
+        cluster=cluster.name,
+        outcome="delivered" if commit else "already delivered",
     )
+    record = record.model_copy(update={"deployed_at": record.verified_at})
     publish_provenance(record)
     return record

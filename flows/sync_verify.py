@@ -105,17 +105,23 @@ class RolledBackError(PermanentError):
     """The delivery failed and the previous version was put back (and is healthy).
 
     ``reason`` is why the delivery failed (the original error is the ``__cause__``),
-    ``commit`` the rolled-back GitOps commit, ``revert_commit`` the revert.
+    ``commit`` the rolled-back GitOps commit, ``revert_commit`` the revert, ``cause``
+    the step that failed (``sync`` or ``verify``, the ledger's cause).
     """
 
     def __init__(
-        self, reason: str = "", commit: str = "", revert_commit: str | None = None
+        self,
+        reason: str = "",
+        commit: str = "",
+        revert_commit: str | None = None,
+        cause: str = "verify",
     ) -> None:
         super().__init__(f"rolled back: {reason}")
         self.reason, self.commit, self.revert_commit = reason, commit, revert_commit
+        self.cause = cause
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.reason, self.commit, self.revert_commit))
+        return (type(self), (self.reason, self.commit, self.revert_commit, self.cause))
 
 
 class RollbackFailedError(PermanentError):
@@ -129,24 +135,43 @@ class RollbackFailedError(PermanentError):
         commit: str = "",
         revert_commit: str | None = None,
         rollback_error: str = "",
+        cause: str = "verify",
     ) -> None:
         super().__init__(message)
         self.reason, self.commit = reason, commit
         self.revert_commit, self.rollback_error = revert_commit, rollback_error
+        self.cause = cause
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (
             _rollback_failed,
-            (self.message, self.reason, self.commit, self.revert_commit, self.rollback_error),
+            (
+                self.message,
+                self.reason,
+                self.commit,
+                self.revert_commit,
+                self.rollback_error,
+                self.cause,
+            ),
         )
 
 
 def _rollback_failed(
-    message: str, reason: str, commit: str, revert_commit: str | None, error: str
+    message: str,
+    reason: str,
+    commit: str,
+    revert_commit: str | None,
+    error: str,
+    cause: str = "verify",
 ) -> RollbackFailedError:
     """Rebuild a RollbackFailedError (pickling keeps its keyword fields)."""
     return RollbackFailedError(
-        message, reason=reason, commit=commit, revert_commit=revert_commit, rollback_error=error
+        message,
+        reason=reason,
+        commit=commit,
+        revert_commit=revert_commit,
+        rollback_error=error,
+        cause=cause,
     )
 
 
@@ -219,19 +244,29 @@ def sync_and_verify(
     resource_id = f"shipyard.delivery.{app or sync.app}.{environment or 'default'}"
     # Inside a caller's transaction, ours is its child: a later failure of the caller
     # rolls ours back too, and the hook finds what it needs in the transactions.
+    step = "sync"  # the ledger's cause when it fails: sync, then verify
     try:
         with transaction() as txn:
             record_manifest_commit(repository, commit, sync.branch)
             try:
                 synced = sync_app(cluster, sync.model_copy(update={"revision": commit}))
                 logger.info("%s", describe_sync(synced))
+                step = "verify"
                 verified = verify_delivery(cluster, plan)
             except BaseException as exc:
                 set_rollback_reason(txn, _reason(exc))
                 raise
     except Exception as exc:  # noqa: BLE001 - any failure of the delivery triggers rollback
         _finish_rollback(
-            cluster, sync, plan, commit, rollback_outcome(txn), _reason(exc), exc, resource_id
+            cluster,
+            sync,
+            plan,
+            commit,
+            rollback_outcome(txn),
+            _reason(exc),
+            exc,
+            resource_id,
+            cause=step,
         )
     emit(EVENT_VERIFIED, resource_id, {"commit": commit, "driver": synced.driver}, resource_id)
     return DeliveryOutcome(commit=synced.revision, sync=synced, verified=verified)
@@ -246,11 +281,12 @@ def _finish_rollback(
     reason: str,
     original: Exception,
     resource_id: str,
+    cause: str = "verify",
 ) -> NoReturn:
     """After the hook reverted git: sync the revert, verify the previous version, report."""
     logger = get_run_logger()
     logger.warning("delivery of %s failed: %s; rolling back", commit[:12], reason)
-    payload: dict[str, Any] = {"commit": commit, "reason": reason}
+    payload: dict[str, Any] = {"commit": commit, "reason": reason, "cause": cause}
     failure: str | None = None
     if outcome is None or outcome.revert is None:
         error = outcome.error if outcome is not None else None
@@ -285,7 +321,8 @@ def _finish_rollback(
             commit=commit,
             revert_commit=revert,
             rollback_error=failure,
+            cause=cause,
         ) from original
     emit(EVENT_ROLLED_BACK, resource_id, payload, resource_id)
     logger.warning("rolled back %s with %s: previous version healthy", commit[:12], revert)
-    raise RolledBackError(reason, commit, revert) from original
+    raise RolledBackError(reason, commit, revert, cause) from original
