@@ -35,15 +35,16 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from blocks.gitops import GitOpsRepository
 from flows.common import emit
-from shipyard.core.catalog import Environment, MetricGate, SmokeCheck
+from shipyard.core.catalog import AnomalyGate, Environment, MetricGate, SmokeCheck
 from shipyard.core.errors import PermanentError, ShipyardError
+from tasks.anomaly_gate import bind_revision
 from tasks.steps.rollback import (
     RollbackOutcome,
     record_manifest_commit,
     rollback_outcome,
     set_rollback_reason,
 )
-from tasks.steps.rollout import metric_gate, smoke_check, sync_app, verify_rollout
+from tasks.steps.rollout import anomaly_gate, metric_gate, smoke_check, sync_app, verify_rollout
 from tasks.sync.config import SyncConfig, SyncResult
 from tasks.verify_rollout import VerifyConfig, VerifyResult
 
@@ -69,6 +70,7 @@ class VerifyPlan(BaseModel):
     workloads: list[VerifyConfig] = Field(default_factory=list, description="Rollouts to verify.")
     smoke: list[SmokeCheck] = Field(default_factory=list, description="HTTP smoke checks.")
     metrics: list[MetricGate] = Field(default_factory=list, description="Metric gates.")
+    anomaly: AnomalyGate | None = Field(None, description="New-vs-baseline anomaly gate.")
     smoke_interval_seconds: float = Field(1.0, ge=0, description="Pause between smoke attempts.")
 
     @classmethod
@@ -86,6 +88,7 @@ class VerifyPlan(BaseModel):
             ],
             smoke=list(env.verify.smoke),
             metrics=list(env.verify.metrics),
+            anomaly=bind_revision(env.verify.anomaly, digest) if env.verify.anomaly else None,
         )
 
     def without_digest(self) -> VerifyPlan:
@@ -176,8 +179,9 @@ def _rollback_failed(
 
 
 def verify_delivery(cluster: Any, plan: VerifyPlan, *, prefix: str = "") -> list[VerifyResult]:
-    """Verify every workload, then smoke checks, then metric gates (raises on the first
-    failure, with its reason)."""
+    """Verify every workload, then smoke checks, metric gates and the anomaly gate (raises
+    on the first failure, with its reason; an anomaly gate without data is logged as not
+    checked)."""
     logger = get_run_logger()
     results = []
     for workload in plan.workloads:
@@ -195,6 +199,10 @@ def verify_delivery(cluster: Any, plan: VerifyPlan, *, prefix: str = "") -> list
     for gate in plan.metrics:
         metric_gate(gate)
         logger.info("%smetric gate passed: %s", prefix, gate.query)
+    if plan.anomaly is not None:
+        verdict = anomaly_gate(plan.anomaly)
+        log = logger.info if verdict.outcome == "passed" else logger.warning
+        log("%sanomaly gate %s", prefix, verdict.message)
     return results
 
 

@@ -1,4 +1,4 @@
-"""The rollout steps as Prefect tasks: sync, verify, smoke checks, metric gates.
+"""The rollout steps as Prefect tasks: sync, verify, smoke checks, metric and anomaly gates.
 
 Each wrapper takes its Kubernetes client from a cluster block (a
 :class:`~blocks.cluster.KubernetesCluster`, or anything with ``get_api_client()``) and
@@ -16,14 +16,22 @@ from prefect import task
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.cache_policies import NONE as NO_CACHE
 
-from shipyard.core.catalog import MetricGate, SmokeCheck
+from shipyard.core.catalog import AnomalyGate, MetricGate, SmokeCheck
 from shipyard.core.errors import retry_condition
+from tasks.anomaly_gate import AnomalyResult, gate_on_anomaly
 from tasks.metric_gate import AnalysisResult, gate_on_metrics
 from tasks.smoke_check import SmokeResult, check_smoke
 from tasks.sync_app import SyncConfig, SyncResult, sync
 from tasks.verify_rollout import RolloutStatus, VerifyConfig, VerifyResult, run_verify
 
-__all__ = ["RolloutProgress", "metric_gate", "smoke_check", "sync_app", "verify_rollout"]
+__all__ = [
+    "RolloutProgress",
+    "anomaly_gate",
+    "metric_gate",
+    "smoke_check",
+    "sync_app",
+    "verify_rollout",
+]
 
 
 class RolloutProgress:
@@ -98,3 +106,9 @@ def smoke_check(check: SmokeCheck, interval_seconds: float = 1.0) -> SmokeResult
 def metric_gate(gate: MetricGate) -> AnalysisResult:
     """Run the analysis; PolicyError (not retried) unless it is Successful."""
     return gate_on_metrics(gate)
+
+
+@task(name="anomaly-gate", cache_policy=NO_CACHE)
+def anomaly_gate(gate: AnomalyGate) -> AnomalyResult:
+    """Compare the new version with the baseline (Mann-Whitney U); PolicyError when worse."""
+    return gate_on_anomaly(gate)
