@@ -168,7 +168,7 @@ def converge(kube: KubeClient, plan: FleetPlan, name: str, revision: str) -> str
         flux_namespace=spec.sync.flux_namespace,
     )
     try:
-        sync(config, kube=kube)
+        sync(config.model_copy(update={"branch": plan.branch}), kube=kube)
     except ShipyardError as exc:
         return f"sync of {revision[:12]} failed: {exc}"
     for workload in spec.verify.workloads:

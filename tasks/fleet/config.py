@@ -15,7 +15,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from shipyard.core.catalog import SyncSpec, VerifySpec
+from shipyard.core.catalog import Environment, SyncSpec, VerifySpec
 from shipyard.core.errors import ConfigError
 from shipyard.core.fleet import LabelSelector, Requirement, Wave, selector_matches
 
@@ -29,6 +29,7 @@ __all__ = [
     "Wave",
     "assign_waves",
     "load_fleet",
+    "plan_environment",
     "plan_rollout",
     "selector_matches",
 ]
@@ -176,7 +177,10 @@ class FleetPlan(_Model):
     """Everything a rollout needs, validated: the fleet, the commit, the waves."""
 
     fleet: Fleet
-    repo_dir: str = Field(description="GitOps working tree (only committed content counts).")
+    repo_dir: str = Field(
+        description="GitOps working tree (only committed content counts), or its clone URL."
+    )
+    branch: str = Field("main", description="Branch fetched when repo_dir is a URL.")
     revision: str = Field(description="REV as the user gave it.")
     sha: str = Field(description="The commit REV names.")
     waves: list[PlannedWave]
@@ -240,21 +244,80 @@ def plan_rollout(fleet_file: str | Path, repo_dir: str, revision: str) -> FleetP
         path = fleet.rollout.path.replace("{cluster}", c.name).strip("/")
         if path not in known:
             raise ConfigError(f"path {path!r} does not exist at {sha[:12]} (cluster {c.name!r})")
-    spec = fleet.rollout.waves
     return FleetPlan(
         fleet=fleet,
         repo_dir=str(Path(repo_dir).resolve()),
         revision=revision,
         sha=sha,
-        waves=[
-            PlannedWave(
-                name=w.name,
-                clusters=[c.name for c in members],
-                bake_seconds=w.bake_seconds,
-                max_parallel=w.max_parallel,
-                on_unreachable=w.on_unreachable,
-                approve=w.approve,
-            )
-            for w, members in zip(spec, waves, strict=True)
-        ],
+        waves=_planned(fleet, waves),
+    )
+
+
+def _planned(fleet: Fleet, waves: list[list[FleetCluster]]) -> list[PlannedWave]:
+    return [
+        PlannedWave(
+            name=w.name,
+            clusters=[c.name for c in members],
+            bake_seconds=w.bake_seconds,
+            max_parallel=w.max_parallel,
+            on_unreachable=w.on_unreachable,
+            approve=w.approve,
+        )
+        for w, members in zip(fleet.rollout.waves, waves, strict=True)
+    ]
+
+
+def plan_environment(
+    app: str, env: Environment, clusters: list[FleetCluster], repo: str, sha: str
+) -> FleetPlan:
+    """The rollout of commit ``sha`` of ``repo`` (URL or working tree) to the fleet of a
+    catalog environment: the clusters its ``fleet.selector`` picks from ``clusters`` (the
+    KubernetesCluster blocks, as inventory entries), in its waves.
+
+    The fleet is named ``<app>-<env>`` (its per-cluster record
+    ``shipyard-fleet-<app>-<env>``); everything is applied with the app's ownership
+    label, as a single-cluster delivery does. ConfigError (naming app and environment)
+    when no block matches, or a wave gets no cluster, or a cluster falls in no wave.
+    """
+    target = env.fleet
+    where = f"{app}/{env.name}"
+    if target is None:
+        raise ConfigError(f"{where} does not target a fleet (it has 'cluster', not 'fleet')")
+    selected = [c for c in clusters if selector_matches(target.selector, c.labels)]
+    if not selected:
+        known = "; ".join(f"{c.name} {c.labels}" for c in clusters) or "none"
+        raise ConfigError(
+            f"{where}: the fleet selector matches no KubernetesCluster block (blocks: {known})"
+        )
+    try:
+        fleet = Fleet(
+            apiVersion="shipyard.dev/v1",
+            kind="Fleet",
+            metadata=FleetMeta(name=f"{app}-{env.name}"),
+            clusters=selected,
+            rollout=RolloutSpec(
+                path=env.path,
+                namespace=env.namespace,
+                app=app,
+                sync=env.sync,
+                verify=env.verify,
+                waves=target.waves,
+            ),
+            rollback=target.rollback,
+        )
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        msg = str(first.get("msg", "")).removeprefix("Value error, ")
+        raise ConfigError(f"{where}: fleet: {msg}") from None
+    try:
+        waves = assign_waves(fleet)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc.message}") from None
+    return FleetPlan(
+        fleet=fleet,
+        repo_dir=repo,
+        branch=env.branch,
+        revision=sha,
+        sha=sha,
+        waves=_planned(fleet, waves),
     )

@@ -6,7 +6,10 @@ Pure orchestration over callables, so the same machine runs directly (the cores 
 - ``roll(name) -> ClusterReport`` takes one cluster to REV;
 - ``roll_back(report, why) -> ClusterReport`` puts one back;
 - ``recheck(name) -> str | None`` says why a baked cluster regressed;
-- ``publish(report)`` sees every change (the live wave table).
+- ``publish(report)`` sees every change (the live wave table);
+- ``gate(cluster)`` (optional; :func:`tasks.fleet.control.await_gate`) is asked before
+  each wave (``None``) and each cluster: it blocks while the rollout is paused and says
+  why a cluster is skipped (reported ``skipped``, not a halt).
 
 Within a wave up to ``max_parallel`` clusters run at once; after the first failure no
 further cluster of the wave starts, the ones running finish, and every cluster of the
@@ -26,7 +29,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from tasks.fleet.cluster import ClusterReport
+from tasks.fleet.cluster import ClusterReport, now
 from tasks.fleet.config import FleetPlan, PlannedWave
 
 __all__ = ["FleetReport", "WaveReport", "new_report", "run_fleet", "run_wave"]
@@ -34,6 +37,7 @@ __all__ = ["FleetReport", "WaveReport", "new_report", "run_fleet", "run_wave"]
 Roll = Callable[[str], ClusterReport]
 RollBack = Callable[[ClusterReport, str], ClusterReport]
 Publish = Callable[["FleetReport"], None]
+Gate = Callable[[str | None], str | None]
 OK = ("healthy", "unchanged")
 
 
@@ -87,6 +91,7 @@ def run_wave(
     roll: Roll,
     roll_back: RollBack,
     publish: Publish = _noop,
+    gate: Gate | None = None,
 ) -> WaveReport:
     """Run wave ``index`` (see module docstring); its report, ``halted`` on a failure."""
     wave: PlannedWave = plan.waves[index]
@@ -104,6 +109,11 @@ def run_wave(
     def one(name: str) -> ClusterReport:
         if halted.is_set():
             result = ClusterReport(name=name, status="skipped", reason="not started: wave halted")
+            put(result)
+            return result
+        skipped = gate(name) if gate is not None else None
+        if skipped is not None:
+            result = ClusterReport(name=name, status="skipped", reason=skipped, finished_at=now())
             put(result)
             return result
         put(ClusterReport(name=name, started_at=None, reason="rolling out"))
@@ -146,6 +156,7 @@ def run_fleet(
     publish: Publish = _noop,
     sleep: Callable[[float], None] = time.sleep,
     approve: Callable[[PlannedWave], str | None] | None = None,
+    gate: Gate | None = None,
 ) -> FleetReport:
     """Run every wave in order (see module docstring); the final report.
 
@@ -153,15 +164,19 @@ def run_fleet(
     flow passes a subflow there. Before a wave with ``approve: true``, ``approve(wave)``
     asks for approval and returns why not (None: approved); without it such a wave is
     not approved. A wave not approved halts the rollout there, nothing written to it,
-    and nothing rolled back (no cluster failed).
+    and nothing rolled back (no cluster failed). ``gate(None)`` is asked before each
+    wave (it waits while paused); the default ``wave`` passes ``gate`` to
+    :func:`run_wave`, a custom one is expected to do the same.
     """
     report = new_report(plan)
     publish(report)
-    run_one = wave or (lambda p, i, r: run_wave(p, i, r, roll, roll_back, publish))
+    run_one = wave or (lambda p, i, r: run_wave(p, i, r, roll, roll_back, publish, gate))
     ask = approve or _not_approved
     halted_at: int | None = None
     refused: str | None = None
     for index, planned in enumerate(plan.waves):
+        if gate is not None:
+            gate(None)
         if planned.approve:
             refused = ask(planned)
             if refused is not None:
