@@ -55,6 +55,7 @@ from flows.common import (
     report_blocked,
     run_name,
 )
+from flows.fleet_deliver import converge_fleet
 from flows.sync_verify import (
     RollbackFailedError,
     RolledBackError,
@@ -144,7 +145,11 @@ def converge(
     (:class:`~flows.sync_verify.RolledBackError` when it was rolled back); with no new
     commit (the files already pinned the digest) there is nothing of ours to roll back,
     so the rollout is only synced (an unchanged apply starts no rollout) and re-checked.
+    An environment with ``fleet`` goes through its waves instead (``cluster`` unused;
+    :func:`flows.fleet_deliver.converge_fleet`).
     """
+    if env.fleet is not None:
+        return converge_fleet(repository, app, env, commit, digest)
     logger = get_run_logger()
     sync = SyncConfig.for_environment(app, env, repo=repository.url, revision=commit)
     plan = VerifyPlan.for_environment(env, digest)
