@@ -15,9 +15,9 @@ import contextlib
 import logging
 import socket
 import threading
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from shipyard.bridge import distribution, dockerhub, ecr, ghcr, harbor
+from shipyard.bridge import alertmanager, distribution, dockerhub, ecr, ghcr, harbor
+from shipyard.bridge.alertmanager import FiredAlert
 from shipyard.bridge.auth import authenticate
 from shipyard.bridge.dedupe import RecentSet
 from shipyard.bridge.emit import Forwarder, PrefectEvents, prefect_event, utcnow
@@ -42,13 +43,15 @@ from shipyard.core.redact import register_secret
 log = logging.getLogger(__name__)
 
 MAX_BODY = 1024 * 1024
-Parser = Callable[[object, Mapping[str, str]], list[ImagePushed]]
+# Registry sources give image pushes; Alertmanager gives alerts (shipyard.bridge.alertmanager).
+Parser = Callable[[object, Mapping[str, str]], Sequence[ImagePushed | FiredAlert]]
 PARSERS: dict[str, Parser] = {
     "distribution": distribution.parse,
     "harbor": harbor.parse,
     "dockerhub": dockerhub.parse,
     "ghcr": ghcr.parse,
     "ecr": ecr.parse,
+    alertmanager.SOURCE: alertmanager.parse,
 }
 
 
@@ -110,6 +113,18 @@ class BridgeState:
         ) or catalog.app_for_image(pushed.repository)
         return app.name if app else ""
 
+    def image_for(self, app: str) -> str:
+        """The catalog image of ``app``, or "" (no catalog, no such app)."""
+        catalog = self.config.catalog
+        found = next((a for a in catalog.apps if a.name == app), None) if catalog else None
+        return found.image if found else ""
+
+    def event_for(self, item: ImagePushed | FiredAlert, at: datetime) -> dict[str, Any]:
+        """The Prefect event of one accepted push or alert."""
+        if isinstance(item, FiredAlert):
+            return alertmanager.prefect_event(item, at, self.image_for(item.labels.get("app", "")))
+        return prefect_event(item, self.app_for(item), at)
+
 
 class GroupCommitter:
     """Batch concurrent spool appends into one write and one fsync (group commit).
@@ -152,13 +167,15 @@ class GroupCommitter:
             self._task = None
 
 
-def _is_new(state: BridgeState, pushed: ImagePushed) -> bool:
+def _is_new(state: BridgeState, pushed: ImagePushed | FiredAlert) -> bool:
     """False for a redelivery, and for another tag of a digest emitted within the window.
 
     The second check makes one push under two tags one delivery: the first tag's event
     goes out, the others are counted as deduplicated. A digest-less notification (Docker
-    Hub) is judged by its delivery identity only.
+    Hub) is judged by its delivery identity only, as is an alert.
     """
+    if isinstance(pushed, FiredAlert):
+        return state.recent.add(pushed.dedupe_key)
     if not state.recent.add(pushed.dedupe_key):
         return False
     if not pushed.digest_key or state.config.digest_window <= 0:
@@ -239,8 +256,7 @@ def build_app(config: BridgeConfig) -> Starlette:
         # Prefect's trigger buckets from seeing two pushes as one instant.
         received_at = utcnow()
         records = [
-            prefect_event(p, state.app_for(p), received_at + timedelta(microseconds=i))
-            for i, p in enumerate(fresh)
+            state.event_for(p, received_at + timedelta(microseconds=i)) for i, p in enumerate(fresh)
         ]
         if state.committer is not None:
             try:
