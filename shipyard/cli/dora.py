@@ -27,7 +27,7 @@ from shipyard.core.dora import (
     default_window,
 )
 from shipyard.core.errors import ConfigError
-from shipyard.core.ledger import DeliveryRecord, parse_records
+from shipyard.core.ledger import DeliveryRecord
 
 BY_CHOICES = ("app", "environment", "cause")
 
@@ -44,20 +44,16 @@ def parse_time(text: str, flag: str) -> datetime:
 
 def read_records_file(path: Path) -> list[DeliveryRecord]:
     """Every record of a JSON Lines file; ConfigError for a missing file or a bad line."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"--records: no such file: {path}") from None
-    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"--records: cannot read {path}: {type(exc).__name__}") from None
-    return list(parse_records(text.splitlines(), source=str(path)))
+    from tasks.dora_report import read_records_file as read_file
+
+    return read_file(path, "--records")
 
 
 def read_api_records(since: datetime, until: datetime) -> list[DeliveryRecord]:
-    """The ledger of ``[since, until)`` derived from the Prefect API's events."""
-    from tasks.dora_report import ledger_from_prefect
+    """The ledger around ``[since, until)`` derived from the Prefect API's events."""
+    from tasks.steps.dora import api_ledger
 
-    return ledger_from_prefect(since, until)
+    return api_ledger(since, until)
 
 
 # --- printing -----------------------------------------------------------------------------
