@@ -26,10 +26,13 @@ COMMAND_MODULES: tuple[str, ...] = (
     "shipyard.cli.bridge",
     "shipyard.cli.deliver_steps",
     "shipyard.cli.dr",
+    "shipyard.cli.drift",
     "shipyard.cli.runs",
     "shipyard.cli.fleet",
     # Adds `appset` to the `fleet` group of shipyard.cli.fleet.
     "shipyard.cli.fleet_appset",
+    # Adds `pause`, `resume`, `skip` to the `fleet` group.
+    "shipyard.cli.fleet_control",
     "shipyard.cli.dora",
 )
 
