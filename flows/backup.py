@@ -3,22 +3,42 @@
 Orchestration only: resolve the cluster and storage (saved blocks or plain
 parameters), run the ``backup_cluster`` task, then ``apply_retention``, and publish what
 was written. The restore-drill flows resolve their cluster and storage the same way.
+
+``backup-fleet`` backs up every cluster of a fleet file: one ``backup-<cluster>`` task
+run per cluster (at most ``max_parallel`` at once), each writing under
+``<prefix>/<cluster>/<backup-id>/`` (so clusters never overwrite each other; a restore
+drill picks one with its ``cluster``) and applying retention to that cluster's backups;
+a table artifact ``backup-fleet-<fleet>`` (cluster, manifest key, status) and a
+``shipyard.backup.completed`` or ``shipyard.backup.failed`` event per cluster (resource
+``shipyard.backup.<fleet>.<cluster>``). An unreachable cluster is reported, the others
+still run, and the run ends Failed with the report attached.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+import re
+from typing import Any, Literal
 
 from prefect import flow
-from prefect.artifacts import create_markdown_artifact
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.states import Failed
 
 from blocks.cluster import KubernetesCluster
 from blocks.storage import BackupStorage
-from flows.common import load_block
+from flows.common import emit, load_block
 from shipyard.core.config import parse_config
 from shipyard.core.errors import ConfigError
 from tasks.backup_export import BackupConfig, BackupResult, render_backup_report
+from tasks.fleet.config import Fleet
+from tasks.fleet.survey import (
+    ClusterSweep,
+    FleetSweep,
+    backup_fleet_cluster,
+    load_fleet_targets,
+    sweep,
+)
 from tasks.steps.dr import apply_retention, backup_cluster, backup_with_velero
+from tasks.steps.fleet_survey import backup_cluster_of_fleet, load_fleet_task
 from tasks.velero import VeleroConfig
 
 
@@ -106,3 +126,124 @@ def backup(
     )
     print(f"backup {result.backup_id}: {result.objects} objects, {result.bytes} bytes")
     return result
+
+
+def _fleet_config(
+    fleet: Fleet,
+    namespaces: list[str] | None,
+    gitops_revision: str | None,
+    keep_last: int | None,
+    max_age_days: float | None,
+) -> BackupConfig:
+    """The backup of each cluster: ``namespaces``, default the fleet's rollout namespace."""
+    return parse_config(
+        BackupConfig,
+        {
+            "namespaces": namespaces or [fleet.rollout.namespace],
+            "gitops_revision": gitops_revision,
+            "keep_last": keep_last,
+            "max_age_days": max_age_days,
+        },
+    )
+
+
+def _backup_event(fleet: Fleet, row: ClusterSweep, bucket: str) -> None:
+    emit(
+        "shipyard.backup.completed" if row.ok else "shipyard.backup.failed",
+        f"shipyard.backup.{fleet.metadata.name}.{row.cluster}",
+        {
+            "fleet": fleet.metadata.name,
+            "cluster": row.cluster,
+            "status": row.status,
+            "backup_id": row.backup_id,
+            "manifest_key": row.backup_key,
+            "bucket": bucket,
+            "objects": row.objects,
+            "reason": row.reason,
+        },
+    )
+
+
+@flow(name="backup-fleet", log_prints=True)
+def backup_fleet(
+    fleet_file: str,
+    namespaces: list[str] | None = None,
+    bucket: str | None = None,
+    prefix: str = "shipyard-backups",
+    s3_endpoint: str | None = None,
+    gitops_revision: str | None = None,
+    keep_last: int | None = None,
+    max_age_days: float | None = None,
+    storage_block: str | None = None,
+    max_parallel: int = 4,
+) -> Any:
+    """Back up every cluster of ``fleet_file`` (see module docstring).
+
+    Args:
+        fleet_file: Fleet file naming the clusters (kubeconfig, context).
+        namespaces: Namespaces to export; default the fleet's rollout namespace.
+        bucket: S3 bucket (ignored when storage_block is given).
+        prefix: Key prefix; each cluster's backups go under <prefix>/<cluster>/.
+        s3_endpoint: S3-compatible endpoint URL (MinIO, moto); default AWS.
+        gitops_revision: GitOps commit deployed now, recorded in each manifest.
+        keep_last: Retention per cluster: always keep the N newest backups.
+        max_age_days: Retention per cluster: delete backups older than this.
+        storage_block: Name of a saved Shipyard Backup Storage block.
+        max_parallel: Clusters backed up at once.
+    """
+    fleet = load_fleet_task(fleet_file)
+    config = _fleet_config(fleet, namespaces, gitops_revision, keep_last, max_age_days)
+    storage = resolve_storage(bucket, prefix, s3_endpoint, storage_block)
+    names = [c.name for c in fleet.clusters]
+    key = "backup-fleet-" + re.sub(r"[^a-z0-9-]+", "-", fleet.metadata.name.lower())
+
+    def publish(rows: list[ClusterSweep]) -> None:
+        done = {r.cluster: r.row() for r in rows}
+        table = [
+            done.get(n, {"cluster": n, "found": "", "status": "pending", "reason": ""})
+            for n in names
+        ]
+        create_table_artifact(
+            table,
+            key=key,
+            description=f"backups of fleet {fleet.metadata.name} in {storage.bucket}",
+        )
+
+    rows = sweep(
+        names,
+        lambda name: backup_cluster_of_fleet(fleet, name, config, storage),
+        max_parallel,
+        publish=publish,
+    )
+    for row in rows:
+        _backup_event(fleet, row, storage.bucket)
+    report = FleetSweep(fleet=fleet.metadata.name, action="backup", clusters=rows)
+    print(report.summary())
+    if not report.passed:
+        return Failed(message=report.summary(), data=report)
+    return report
+
+
+def backup_fleet_directly(
+    fleet_file: str,
+    namespaces: list[str] | None = None,
+    bucket: str | None = None,
+    prefix: str = "shipyard-backups",
+    s3_endpoint: str | None = None,
+    gitops_revision: str | None = None,
+    keep_last: int | None = None,
+    max_age_days: float | None = None,
+    storage_block: str | None = None,
+    max_parallel: int = 4,
+) -> FleetSweep:
+    """:func:`backup_fleet` without Prefect (no artifact, no event; no storage block)."""
+    fleet = load_fleet_targets(fleet_file)
+    config = _fleet_config(fleet, namespaces, gitops_revision, keep_last, max_age_days)
+    storage = resolve_storage(bucket, prefix, s3_endpoint, None)
+    store = storage.get_store()
+    rows = sweep(
+        [c.name for c in fleet.clusters],
+        lambda name: backup_fleet_cluster(fleet, name, config, store, prefix=storage.prefix),
+        max_parallel,
+    )
+    return FleetSweep(fleet=fleet.metadata.name, action="backup", clusters=rows)

@@ -3,22 +3,51 @@
 Runs the ``detect-drift`` step (see :mod:`tasks.detect_drift`), publishes the report as a
 table artifact and a ``shipyard.drift.detected`` (or ``shipyard.drift.clean``) event;
 with ``heal`` it syncs and checks again. Orchestration only: the step does the I/O.
+
+``drift-check-fleet`` does the same for every cluster of a fleet file: one
+``drift-<cluster>`` task run per cluster (at most ``max_parallel`` at once), a table
+artifact ``drift-fleet-<fleet>`` (cluster, drifted objects, status) updated as clusters
+finish, and one event per cluster whose resource id names the cluster. An unreachable
+cluster is reported and the others still run; the run ends Failed, with the report
+attached, when any cluster could not be checked (drift alone is a finding, not a
+failure). ``drift_check_fleet_directly`` runs the same without Prefect (the CLI without
+an API).
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from prefect import flow
 from prefect.artifacts import create_table_artifact
+from prefect.states import Failed
 
 from flows.common import emit
 from tasks.detect_drift import DriftConfig, DriftItem, DriftReport
+from tasks.fleet.config import Fleet
+from tasks.fleet.survey import (
+    ClusterSweep,
+    FleetSweep,
+    drift_config_for,
+    drift_fleet_cluster,
+    load_fleet_targets,
+    sweep,
+)
 from tasks.steps.drift import detect_drift_task
+from tasks.steps.fleet_survey import drift_cluster_of_fleet, load_fleet_task
 from tasks.steps.rollout import sync_app
 from tasks.sync.config import SyncConfig
 
-__all__ = ["DriftConfig", "DriftItem", "DriftReport", "drift_check"]
+__all__ = [
+    "DriftConfig",
+    "DriftItem",
+    "DriftReport",
+    "drift_check",
+    "drift_check_directly",
+    "drift_check_fleet",
+    "drift_check_fleet_directly",
+]
 
 
 def _publish(report: DriftReport, config: DriftConfig) -> None:
@@ -58,3 +87,92 @@ def drift_check(
         report = report.model_copy(update={"healed": not after.drifted})
     _publish(report, config)
     return report
+
+
+def drift_check_directly(cluster: Any, config: DriftConfig) -> DriftReport:
+    """:func:`drift_check` without Prefect (no heal, artifact or event): the CLI's path
+    when no Prefect API answers."""
+    from shipyard.core.kube import KubeClient
+    from tasks.detect_drift import detect_drift
+
+    return detect_drift(KubeClient(cluster.get_api_client()), config)
+
+
+def artifact_key(kind: str, fleet: Fleet) -> str:
+    """``<kind>-fleet-<fleet name>`` as an artifact key (lower case, dashes)."""
+    return f"{kind}-fleet-" + re.sub(r"[^a-z0-9-]+", "-", fleet.metadata.name.lower())
+
+
+def _drift_event(fleet: Fleet, row: ClusterSweep, repo: str) -> None:
+    config = drift_config_for(fleet, row.cluster, repo)
+    if row.status in ("clean", "drifted"):
+        name = "shipyard.drift.detected" if row.status == "drifted" else "shipyard.drift.clean"
+    else:
+        name = "shipyard.drift.failed"
+    emit(
+        name,
+        f"shipyard.app.{config.app}.{config.namespace}.cluster.{row.cluster}",
+        {
+            "fleet": fleet.metadata.name,
+            "cluster": row.cluster,
+            "namespace": config.namespace,
+            "revision": row.revision,
+            "status": row.status,
+            "items": row.drifted,
+            "reason": row.reason,
+        },
+    )
+
+
+@flow(name="drift-check-fleet", log_prints=True)
+def drift_check_fleet(
+    fleet_file: str,
+    repo: str,
+    branch: str = "main",
+    revision: str | None = None,
+    max_parallel: int = 4,
+) -> Any:
+    """Report drift of every cluster of ``fleet_file`` against ``repo`` (see module
+    docstring); the report, or a Failed state carrying it when a cluster failed."""
+    fleet = load_fleet_task(fleet_file)
+    names = [c.name for c in fleet.clusters]
+    key = artifact_key("drift", fleet)
+
+    def publish(rows: list[ClusterSweep]) -> None:
+        done = {r.cluster: r.row() for r in rows}
+        table = [
+            done.get(n, {"cluster": n, "found": "", "status": "pending", "reason": ""})
+            for n in names
+        ]
+        create_table_artifact(table, key=key, description=f"drift of fleet {fleet.metadata.name}")
+
+    rows = sweep(
+        names,
+        lambda name: drift_cluster_of_fleet(fleet, name, repo, branch, revision),
+        max_parallel,
+        publish=publish,
+    )
+    for row in rows:
+        _drift_event(fleet, row, repo)
+    report = FleetSweep(fleet=fleet.metadata.name, action="drift-check", clusters=rows)
+    print(report.summary())
+    if not report.passed:
+        return Failed(message=report.summary(), data=report)
+    return report
+
+
+def drift_check_fleet_directly(
+    fleet_file: str,
+    repo: str,
+    branch: str = "main",
+    revision: str | None = None,
+    max_parallel: int = 4,
+) -> FleetSweep:
+    """The same check without Prefect: the cores in this process, no artifact or event."""
+    fleet = load_fleet_targets(fleet_file)
+    rows = sweep(
+        [c.name for c in fleet.clusters],
+        lambda name: drift_fleet_cluster(fleet, name, repo, branch=branch, revision=revision),
+        max_parallel,
+    )
+    return FleetSweep(fleet=fleet.metadata.name, action="drift-check", clusters=rows)

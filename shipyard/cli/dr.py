@@ -4,6 +4,13 @@ Flags, exit codes and JSON keys are a contract (issue 8): exit 0 success / drill
 passed, 1 drill failed, 2 unusable input (missing kubeconfig, unknown bucket or backup
 id), with one line on stderr. Each command runs its Prefect flow, so runs show up in
 the UI like scheduled ones. AWS credentials come from the usual environment variables.
+
+Fleets: ``backup --fleet FILE`` backs up every cluster of a fleet file (flow
+``backup-fleet``), each under ``<prefix>/<cluster>/``, ``--namespaces`` defaulting to
+the fleet's rollout namespace; exit 1 when a cluster could not be backed up (the others
+still are), ``--json`` ``{passed, fleet, action, clusters: [{cluster, status, reason,
+backup_id, backup_key, objects, bytes}]}``. ``restore-drill --cluster NAME`` drills a
+backup of that cluster (``--fleet FILE`` also takes its kubeconfig from the fleet).
 """
 
 from __future__ import annotations
@@ -33,6 +40,56 @@ Endpoint = Annotated[
     typer.Option("--s3-endpoint", envvar="SHIPYARD_S3_ENDPOINT", help="S3-compatible endpoint."),
 ]
 DEFAULT_PREFIX = "shipyard-backups"
+Fleet = Annotated[
+    str | None,
+    typer.Option("--fleet", help="Fleet file: every cluster of it (backup), or --cluster's."),
+]
+
+
+def _fleet_kubeconfig(fleet: str, cluster: str) -> Path:
+    """The kubeconfig of ``cluster`` in the fleet file (ConfigError when not there)."""
+    from tasks.fleet.survey import load_fleet_targets
+
+    for c in load_fleet_targets(fleet).clusters:
+        if c.name == cluster:
+            if c.context:
+                raise ConfigError(
+                    f"cluster {cluster!r} uses kubeconfig context {c.context!r}: "
+                    "pass --kubeconfig with that context current instead of --fleet"
+                )
+            return Path(c.kubeconfig)
+    raise ConfigError(f"cluster {cluster!r} is not in fleet file {fleet}")
+
+
+def _backup_fleet(
+    fleet: str,
+    names: list[str],
+    bucket: str,
+    prefix: str,
+    s3_endpoint: str | None,
+    max_parallel: int,
+    json_out: bool,
+) -> None:
+    from flows.backup import backup_fleet, backup_fleet_directly
+
+    report = run_flow(
+        backup_fleet,
+        backup_fleet_directly,
+        fleet,
+        namespaces=names or None,
+        bucket=bucket,
+        prefix=prefix,
+        s3_endpoint=s3_endpoint,
+        max_parallel=max_parallel,
+    )
+    if json_out:
+        typer.echo(json.dumps(report.cli_json()))
+    else:
+        for c in report.clusters:
+            typer.echo(f"{c.cluster:<20} {c.status:<12} {c.backup_key or c.reason}")
+        typer.echo(report.summary(), err=not report.passed)
+    if not report.passed:
+        raise typer.Exit(1)
 
 
 def _where(
@@ -55,17 +112,32 @@ def register(app: typer.Typer) -> None:
 
     @app.command("backup")
     def backup_cmd(
-        namespaces: Annotated[
-            str, typer.Option("--namespaces", help="Comma-separated namespaces to back up.")
-        ],
         bucket: Bucket,
+        namespaces: Annotated[
+            str,
+            typer.Option(
+                "--namespaces",
+                help="Comma-separated namespaces to back up (with --fleet: default its namespace).",
+            ),
+        ] = "",
         kubeconfig: Kubeconfig = None,
         prefix: Prefix = DEFAULT_PREFIX,
         s3_endpoint: Endpoint = None,
+        fleet: Fleet = None,
+        max_parallel: Annotated[
+            int, typer.Option("--max-parallel", help="With --fleet: clusters backed up at once.")
+        ] = 4,
         json_out: JsonOut = False,
     ) -> None:
         """Export namespaces (custom resources and their CRDs included) to S3."""
         names = [n.strip() for n in namespaces.split(",") if n.strip()]
+        if fleet is not None:
+            if kubeconfig is not None:
+                raise ConfigError("--fleet takes every cluster's kubeconfig from the fleet file")
+            if max_parallel < 1:
+                raise ConfigError("--max-parallel must be at least 1")
+            _backup_fleet(fleet, names, bucket, prefix, s3_endpoint, max_parallel, json_out)
+            return
         if not names:
             raise ConfigError("--namespaces is empty")
         from flows.backup import backup
@@ -99,6 +171,11 @@ def register(app: typer.Typer) -> None:
             float | None,
             typer.Option("--rto-target", help="RTO target in seconds; a slower drill fails."),
         ] = None,
+        cluster: Annotated[
+            str,
+            typer.Option("--cluster", help="Whose backups: the key segment after the prefix."),
+        ] = "default",
+        fleet: Fleet = None,
         json_out: JsonOut = False,
     ) -> None:
         """Restore a backup into drill namespaces, verify parity, report RTO/RPO."""
@@ -109,12 +186,17 @@ def register(app: typer.Typer) -> None:
         from flows.restore_drill import restore_drill
         from flows.steps import restore_drill_directly
 
+        if fleet is not None:
+            if kubeconfig is not None:
+                raise ConfigError("--fleet takes the cluster's kubeconfig from the fleet file")
+            kubeconfig = _fleet_kubeconfig(fleet, cluster)
         where = _where(kubeconfig, bucket, prefix, s3_endpoint)
         outcome = run_flow(
             restore_drill,
             restore_drill_directly,
             backup=backup,
             rto_target_seconds=rto_target,
+            cluster=cluster,
             **where,
         )
         if not isinstance(outcome, DrillResult):
