@@ -3,14 +3,23 @@
 The open-source Prefect server accepts events at ``POST {PREFECT_API_URL}/events`` as a
 JSON array of events (``id``, ``occurred``, ``event``, ``resource``, ``related``,
 ``payload``) and answers 204; it stores each id once, which makes redelivery harmless.
+
+That 204 comes before the event is stored: the server queues it in memory and writes
+it in batches a few seconds later, so a server that dies in that window loses it. The
+forwarder therefore drops a batch from the spool only once every event of it can be
+read back by id (``POST /events/filter``); a batch still unreadable after
+``confirm_timeout`` seconds is sent again. Sending continues while earlier batches wait
+for their confirmation, so the read-back adds no latency to the events themselves.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -32,10 +41,13 @@ def prefect_event(pushed: ImagePushed, app: str, received_at: datetime) -> dict[
 
     ``occurred`` is when the bridge received the notification (registries' clocks and
     resolutions vary; the registry's own time is ``payload.pushed_at``).
+    ``payload.change_time`` is the push time for the delivery ledger, never empty: the
+    registry's ``pushed_at``, else when the bridge received it.
     """
     name = f"{pushed.registry}/{pushed.repository}"
     payload = pushed.public()
     payload["app"] = app
+    payload["change_time"] = pushed.pushed_at or received_at.astimezone(UTC).isoformat()
     related: list[dict[str, str]] = []
     if app:
         related.append(
@@ -82,10 +94,38 @@ class PrefectEvents:
 
     def post(self, events: list[dict[str, Any]]) -> None:
         """Send ``events``; TransientError when retrying may help, PermanentError if not."""
+        self._check(self._request(self.url, orjson.dumps(events)))
+
+    def stored_count(self, ids: list[str], occurred: list[str]) -> int:
+        """How many of the events ``ids`` the server has stored (reads them back by id).
+
+        ``occurred``: those events' timestamps, which bound the query (the server's own
+        default window would miss events spooled for a long time).
+        """
+        times = [datetime.fromisoformat(o) for o in occurred]
+        query = {
+            "filter": {
+                "id": {"id": ids},
+                "occurred": {
+                    "since": (min(times) - timedelta(minutes=1)).isoformat(),
+                    "until": (max(times) + timedelta(hours=1)).isoformat(),
+                },
+            },
+            "limit": 1,
+        }
+        response = self._request(self.url + "/filter", orjson.dumps(query))
+        self._check(response)
+        total: int = response.json().get("total", 0)
+        return total
+
+    def _request(self, url: str, body: bytes) -> httpx.Response:
         try:
-            response = self._client.post(self.url, content=orjson.dumps(events))
+            return self._client.post(url, content=body)
         except httpx.HTTPError as exc:
             raise TransientError(f"Prefect API unreachable at {self.url}: {exc}") from None
+
+    @staticmethod
+    def _check(response: httpx.Response) -> None:
         error = classify_http_status(response.status_code)
         if error is None:
             return
@@ -98,9 +138,21 @@ class PrefectEvents:
         self._client.close()
 
 
+@dataclass
+class _InFlight:
+    """A batch the API took but has not yet shown stored."""
+
+    batch: Batch
+    records: list[dict[str, Any]]  # those not dead-lettered: the ones to read back
+    sent_at: float
+    checked_at: float = field(default=0.0)
+
+
 class Forwarder:
     """A thread draining the spool into Prefect in order, in batches, with backoff.
 
+    A batch leaves the spool only when all its events can be read back from the server
+    (see the module docstring); up to ``max_in_flight`` batches wait for that at once.
     A batch the API rejects as invalid (a 4xx other than auth) would block the queue
     forever, so it is retried event by event and the offending events are moved to
     ``dead-letter.jsonl`` beside the spool.
@@ -114,18 +166,26 @@ class Forwarder:
         max_backoff: float = 5.0,
         on_emitted: Callable[[int], None] = lambda n: None,
         on_dead: Callable[[int], None] = lambda n: None,
+        confirm_timeout: float = 20.0,
+        confirm_every: float = 0.5,
+        max_in_flight: int = 16,
     ) -> None:
         self.spool = spool
         self.client = client
         self.batch_size = batch_size
         self.max_backoff = max_backoff
+        self.confirm_timeout = confirm_timeout
+        self.confirm_every = confirm_every
+        self.max_in_flight = max_in_flight
         self._on_emitted = on_emitted
         self._on_dead = on_dead
+        self._in_flight: list[_InFlight] = []
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="bridge-forwarder", daemon=True)
         self.last_error = ""
         self.failures = 0
+        self.resent = 0
 
     def start(self) -> None:
         """Start forwarding in the background."""
@@ -150,12 +210,14 @@ class Forwarder:
         backoff = 0.2
         while not self._stop.is_set():
             self._wake.clear()
-            batch = self.spool.read_batch(self.batch_size)
-            if batch is None:
-                self._wake.wait(1.0)
-                continue
             try:
-                self._send(batch)
+                progressed = self._confirm_head()
+                if len(self._in_flight) < self.max_in_flight:
+                    after = self._in_flight[-1].batch if self._in_flight else None
+                    batch = self.spool.read_batch(self.batch_size, after=after)
+                    if batch is not None:
+                        self._send(batch)
+                        progressed = True
             except TransientError as exc:
                 self.failures += 1
                 if self.last_error != exc.message:
@@ -168,20 +230,53 @@ class Forwarder:
                 log.warning("bridge: Prefect API is back; draining the spool")
             self.last_error = ""
             backoff = 0.2
+            if not progressed:
+                self._wake.wait(self.confirm_every if self._in_flight else 1.0)
 
     def _send(self, batch: Batch) -> None:
         try:
             self.client.post(batch.records)
         except PermanentError:
-            emitted = self._send_one_by_one(batch)
+            sent = self._send_one_by_one(batch)
         else:
-            emitted = len(batch.records)
-        self.spool.ack(batch)
-        self._on_emitted(emitted)
+            sent = list(batch.records)
+        self._in_flight.append(_InFlight(batch, sent, time.monotonic()))
+        self._on_emitted(len(sent))
 
-    def _send_one_by_one(self, batch: Batch) -> int:
-        """Send a batch the API refused one event at a time; return how many it took."""
-        emitted = 0
+    def _confirm_head(self) -> bool:
+        """Drop the oldest batch from the spool once the server shows all of it stored;
+        send it again when it has not shown up within ``confirm_timeout``."""
+        if not self._in_flight:
+            return False
+        head = self._in_flight[0]
+        now = time.monotonic()
+        if head.records and now - head.checked_at < self.confirm_every:
+            return False
+        head.checked_at = now
+        if head.records:
+            ids = [str(r["id"]) for r in head.records]
+            stored = self.client.stored_count(ids, [str(r["occurred"]) for r in head.records])
+            if stored < len(ids):
+                if now - head.sent_at < self.confirm_timeout:
+                    return False
+                log.warning(
+                    "bridge: %d of %d event(s) not stored %.0f s after the API took them; "
+                    "sending them again",
+                    len(ids) - stored,
+                    len(ids),
+                    now - head.sent_at,
+                )
+                self.client.post(head.records)
+                self.resent += len(head.records)
+                head.sent_at = time.monotonic()
+                return True
+        self.spool.ack(head.batch)
+        self._in_flight.pop(0)
+        return True
+
+    def _send_one_by_one(self, batch: Batch) -> list[dict[str, Any]]:
+        """Send a batch the API refused one event at a time; return those it took."""
+        sent: list[dict[str, Any]] = []
         for record in batch.records:
             try:
                 self.client.post([record])
@@ -190,8 +285,8 @@ class Forwarder:
                 self._dead_letter(record)
                 self._on_dead(1)
             else:
-                emitted += 1
-        return emitted
+                sent.append(record)
+        return sent
 
     def _dead_letter(self, record: dict[str, Any]) -> None:
         path: Path = self.spool.directory / "dead-letter.jsonl"

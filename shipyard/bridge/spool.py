@@ -98,11 +98,20 @@ class Spool:
         """Events accepted but not yet acknowledged by the Prefect API."""
         return self._depth
 
-    def read_batch(self, limit: int = 100) -> Batch | None:
-        """Up to ``limit`` undelivered records in order, or None when all are delivered."""
+    def read_batch(self, limit: int = 100, after: Batch | None = None) -> Batch | None:
+        """Up to ``limit`` undelivered records in order, or None when all are delivered.
+
+        ``after``: read the records following that (not yet acknowledged) batch, to send
+        ahead while it waits for confirmation. Reading ahead stops at the end of the
+        cursor's segment until the batches before it are acknowledged.
+        """
         with self._lock:
             while True:
                 segment, offset = self._cursor_segment, self._cursor_offset
+                if after is not None and after.segment == segment and after.end_offset > offset:
+                    offset = after.end_offset
+                elif after is not None and after.segment != segment:
+                    return None
                 path = self._path(segment)
                 try:
                     with open(path, "rb") as fh:
@@ -111,7 +120,7 @@ class Spool:
                 except FileNotFoundError:
                     chunk = b""
                 if not chunk:
-                    if segment >= self._write_segment:
+                    if segment >= self._write_segment or offset != self._cursor_offset:
                         return None
                     self._advance_segment_locked(segment + 1)
                     continue

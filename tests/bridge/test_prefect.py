@@ -144,6 +144,12 @@ def test_spool_survives_a_prefect_outage_and_drains_after(
         # event; stop it only once both happened (see docs/bridge.md).
         wait(lambda: len(private_prefect.events(resource_prefix=resource)) == 1, 30, "storage")
         wait(lambda: len(flow_runs(api, deployment_id)) == 1, 30, "the first run")
+        # ... and the bridge has read it back and dropped it from the spool.
+        wait(
+            lambda: bridge.state.spool is not None and bridge.state.spool.depth == 0,
+            30,
+            "the first event's read-back",
+        )
 
         private_prefect.stop()
         tags = [f"during-{i:02d}" for i in range(20)]

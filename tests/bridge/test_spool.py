@@ -93,3 +93,35 @@ def test_failed_write_leaves_no_partial_batch(tmp_path: Path) -> None:
     assert spool.depth == 1
     spool.append(records(1, 1))
     assert drain(spool) == [0, 1]
+
+
+def test_read_ahead_while_earlier_batches_wait(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    spool.append(records(0, 10))
+    first = spool.read_batch(4)
+    assert first is not None
+    second = spool.read_batch(4, after=first)
+    assert second is not None
+    third = spool.read_batch(4, after=second)
+    assert third is not None
+    assert [r["n"] for r in [*first.records, *second.records, *third.records]] == list(range(10))
+    assert spool.read_batch(4, after=third) is None
+    # Nothing is acknowledged yet: a reopened spool would send all ten again.
+    assert spool.depth == 10
+    spool.ack(first)
+    spool.ack(second)
+    assert spool.depth == 2
+    again = spool.read_batch(4)
+    assert again is not None and [r["n"] for r in again.records] == [8, 9]
+
+
+def test_read_ahead_stops_at_the_end_of_the_cursor_segment(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, segment_bytes=64)
+    spool.append(records(0, 2))
+    spool.append(records(2, 2))  # rotates: a second segment
+    first = spool.read_batch(10)
+    assert first is not None and [r["n"] for r in first.records] == [0, 1]
+    assert spool.read_batch(10, after=first) is None  # not past the unacknowledged segment
+    spool.ack(first)
+    rest = spool.read_batch(10)
+    assert rest is not None and [r["n"] for r in rest.records] == [2, 3]
