@@ -14,7 +14,8 @@ and the alert's app (its ``app`` label) is a related resource with role ``app``,
 registry events. The payload repeats it all with every key present (a Prefect trigger
 template naming a missing key creates no flow run): ``alertname``, ``status``, ``app``,
 ``environment``, ``cluster``, ``severity``, ``image`` (the app's catalog image, when the
-bridge has a catalog), ``starts_at``, ``ends_at``, ``fingerprint``, ``generator_url``,
+bridge has a catalog; see :func:`resolve_target` for alerts without an ``app`` label,
+such as Argo CD's), ``starts_at``, ``ends_at``, ``fingerprint``, ``generator_url``,
 ``summary``, ``description`` and the ``labels`` and ``annotations`` objects.
 
 Alertmanager resends an unresolved alert every ``repeat_interval`` and retries on
@@ -39,6 +40,7 @@ from shipyard.bridge.model import (
     require_str,
     timestamp,
 )
+from shipyard.core.catalog import Catalog
 
 SOURCE = "alertmanager"
 FIRING = "shipyard.alert.firing"
@@ -135,14 +137,51 @@ def parse(doc: object, headers: Mapping[str, str] | None = None) -> list[FiredAl
     return [_alert(a, f"body.alerts[{i}]", receiver) for i, a in enumerate(alerts)]
 
 
-def prefect_event(alert: FiredAlert, received_at: datetime, image: str = "") -> dict[str, Any]:
+@dataclass(frozen=True, slots=True)
+class AlertTarget:
+    """The catalog app (and environment, image) an alert is about; "" when unknown."""
+
+    app: str = ""
+    environment: str = ""
+    image: str = ""
+
+
+def resolve_target(labels: Mapping[str, str], catalog: Catalog | None) -> AlertTarget:
+    """Which app/environment an alert concerns (pure).
+
+    Shipyard's own alerts carry ``app`` and ``environment`` labels. Argo CD's
+    ``argocd_app_info`` carries the Application (``name``) and its destination
+    namespace (``dest_namespace``) instead; with a catalog they are mapped to the
+    environment whose ``sync.application`` is that name, else to the one environment
+    deployed to that namespace. The image is the catalog image of the app.
+    """
+    app, environment = labels.get("app", ""), labels.get("environment", "")
+    if catalog is None:
+        return AlertTarget(app, environment)
+    if not app:
+        pairs = [(a, e) for a in catalog.apps for e in a.environments]
+        name, namespace = labels.get("name", ""), labels.get("dest_namespace", "")
+        by_application = [(a, e) for a, e in pairs if name and e.sync.application == name]
+        by_namespace = [(a, e) for a, e in pairs if namespace and e.namespace == namespace]
+        for found in (by_application, by_namespace):
+            if len(found) == 1:
+                return AlertTarget(found[0][0].name, found[0][1].name, found[0][0].image)
+        return AlertTarget("", environment)
+    entry = next((a for a in catalog.apps if a.name == app), None)
+    return AlertTarget(app, environment, entry.image if entry else "")
+
+
+def prefect_event(
+    alert: FiredAlert, received_at: datetime, target: AlertTarget | None = None
+) -> dict[str, Any]:
     """The Prefect event for one alert (see the module docstring for its shape).
 
     ``occurred`` is when the bridge received it (the alert's own times are in the
-    payload); ``image`` is the catalog image of the alert's app, when known.
+    payload); ``target`` is what :func:`resolve_target` found (default: the labels).
     """
     labels = alert.labels
-    app = labels.get("app", "")
+    found = target or resolve_target(labels, None)
+    app = found.app
     resource: dict[str, str] = {
         "prefect.resource.id": f"{RESOURCE_PREFIX}{alert.alertname}.{alert.fingerprint}",
         "prefect.resource.name": alert.alertname,
@@ -163,10 +202,10 @@ def prefect_event(alert: FiredAlert, received_at: datetime, image: str = "") -> 
         "alertname": alert.alertname,
         "status": alert.status,
         "app": app,
-        "environment": labels.get("environment", ""),
+        "environment": found.environment,
         "cluster": labels.get("cluster", ""),
         "severity": labels.get("severity", ""),
-        "image": image,
+        "image": found.image,
         "starts_at": alert.starts_at,
         "ends_at": alert.ends_at,
         "fingerprint": alert.fingerprint,

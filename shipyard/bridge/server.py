@@ -113,16 +113,11 @@ class BridgeState:
         ) or catalog.app_for_image(pushed.repository)
         return app.name if app else ""
 
-    def image_for(self, app: str) -> str:
-        """The catalog image of ``app``, or "" (no catalog, no such app)."""
-        catalog = self.config.catalog
-        found = next((a for a in catalog.apps if a.name == app), None) if catalog else None
-        return found.image if found else ""
-
     def event_for(self, item: ImagePushed | FiredAlert, at: datetime) -> dict[str, Any]:
         """The Prefect event of one accepted push or alert."""
         if isinstance(item, FiredAlert):
-            return alertmanager.prefect_event(item, at, self.image_for(item.labels.get("app", "")))
+            target = alertmanager.resolve_target(item.labels, self.config.catalog)
+            return alertmanager.prefect_event(item, at, target)
         return prefect_event(item, self.app_for(item), at)
 
 

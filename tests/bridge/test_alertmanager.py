@@ -129,7 +129,8 @@ def test_dedupe_key_is_fingerprint_status_and_start() -> None:
 def test_prefect_event_carries_the_labels_on_the_resource_and_every_payload_key() -> None:
     firing = alertmanager.parse(notification(alert(severity="critical")))[0]
     at = datetime(2026, 11, 30, 21, 0, 1, tzinfo=UTC)
-    event = alertmanager.prefect_event(firing, at, image="127.0.0.1:5000/shop/cart")
+    target = alertmanager.resolve_target(firing.labels, CATALOG)
+    event = alertmanager.prefect_event(firing, at, target)
     assert event["event"] == "shipyard.alert.firing"
     assert event["id"] == firing.event_id
     resource = event["resource"]
@@ -163,6 +164,45 @@ def test_an_alert_without_app_labels_still_has_every_payload_key() -> None:
     assert event["related"] == []
 
 
+ARGO_CATALOG = parse_catalog(
+    """
+apps:
+  - name: cart
+    image: 127.0.0.1:5000/shop/cart
+    environments:
+      - {name: dev, path: envs/dev, namespace: shop-dev}
+      - name: prod
+        path: envs/prod
+        namespace: shop-prod
+        sync: {driver: argocd, application: cart-production}
+"""
+)
+
+
+def test_argo_alerts_are_mapped_to_the_catalog_environment() -> None:
+    """argocd_app_info has no app label: its Application name, else its destination
+    namespace, names the environment."""
+    by_name = alertmanager.resolve_target(
+        {"alertname": "ArgoSyncFailed", "name": "cart-production", "dest_namespace": "x"},
+        ARGO_CATALOG,
+    )
+    assert (by_name.app, by_name.environment) == ("cart", "prod")
+    assert by_name.image == "127.0.0.1:5000/shop/cart"
+    by_namespace = alertmanager.resolve_target(
+        {"alertname": "ArgoSyncFailed", "name": "cart-dev", "dest_namespace": "shop-dev"},
+        ARGO_CATALOG,
+    )
+    assert (by_namespace.app, by_namespace.environment) == ("cart", "dev")
+    unknown = alertmanager.resolve_target(
+        {"alertname": "ArgoSyncFailed", "name": "other", "dest_namespace": "elsewhere"},
+        ARGO_CATALOG,
+    )
+    assert unknown == alertmanager.AlertTarget()
+    assert alertmanager.resolve_target({"app": "cart", "environment": "dev"}, None) == (
+        alertmanager.AlertTarget("cart", "dev")
+    )
+
+
 # --- the HTTP contract ----------------------------------------------------------------
 
 
@@ -192,6 +232,7 @@ def test_hook_turns_each_alert_into_a_spooled_event(bridge: BackgroundBridge) ->
         "ShipyardDriftDetected",
     ]
     assert events[0]["payload"]["image"] == "127.0.0.1:5000/shop/cart"
+    assert events[0]["related"][0]["prefect.resource.id"] == "shipyard.app.cart"
     assert [a["event_id"] for a in answer.json()["events"]] == [e["id"] for e in events]
 
 
