@@ -34,6 +34,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     # Adds `pause`, `resume`, `skip` to the `fleet` group.
     "shipyard.cli.fleet_control",
     "shipyard.cli.dora",
+    "shipyard.cli.deliveries",
+    "shipyard.cli.exporter",
 )
 
 EXIT_OK = 0
