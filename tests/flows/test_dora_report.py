@@ -66,7 +66,7 @@ def _ledger(app: str, now: datetime) -> list[DeliveryRecord]:
                 change_time=at - timedelta(hours=1),
                 deployed_at=at,
                 restored_at=at + timedelta(minutes=restore),
-                cause=cause,  # type: ignore[arg-type]
+                cause=cause,
             )
         )
     return records

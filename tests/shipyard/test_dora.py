@@ -77,6 +77,7 @@ def test_every_figure_by_hand() -> None:
     assert f.time_to_restore_minutes_mean == pytest.approx(60.0)
     # two series (cart/prod, shop/dev), 120 minutes down in 2 x 14,400 minutes
     assert f.availability_percent == pytest.approx(100 * (1 - 120 / (14_400 * 2)))
+    assert f.availability_percent is not None
     expected = 0.6 * f.availability_percent + 20 * math.log(0.4) + 100 / 61
     assert f.platform_score == pytest.approx(expected)
     assert f.bands.model_dump() == {
