@@ -130,7 +130,9 @@ def test_nodes_pods_and_deployments(sim: SimClusterHandle) -> None:
         x.labels["phase"]: x.value for x in s["kube_pod_status_phase"] if x.labels["pod"] == pod
     }
     assert phases == {"Pending": 0, "Succeeded": 0, "Failed": 0, "Unknown": 0, "Running": 1}
-    uid = client.CoreV1Api(sim.api_client()).read_namespaced_pod(pod, NS).metadata.uid
+    meta = client.CoreV1Api(sim.api_client()).read_namespaced_pod(pod, NS).metadata
+    assert meta is not None
+    uid = str(meta.uid)
     assert value(s, "kube_pod_status_phase", pod=pod, phase="Running", uid=uid) == 1
     assert (
         value(s, "kube_pod_container_resource_requests", pod=pod, resource="cpu", unit="core")

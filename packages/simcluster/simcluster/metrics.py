@@ -187,7 +187,9 @@ class ClusterMetrics:
             status = pod.get("status") or {}
             ns, name, uid = meta.get("namespace", ""), meta["name"], meta.get("uid", "")
             node = str(spec.get("nodeName") or "")
-            owner = next((r for r in meta.get("ownerReferences") or [] if r.get("controller")), {})
+            owner: JSON = next(
+                (r for r in meta.get("ownerReferences") or [] if r.get("controller")), {}
+            )
             info.append(
                 (
                     {
@@ -300,7 +302,7 @@ class ClusterMetrics:
         for app in apps:
             meta, spec, status = app["metadata"], app.get("spec") or {}, app.get("status") or {}
             dest = spec.get("destination") or {}
-            source = spec.get("source") or next(iter(spec.get("sources") or []), {}) or {}
+            source: JSON = spec.get("source") or next(iter(spec.get("sources") or []), {}) or {}
             info.append(
                 (
                     {
