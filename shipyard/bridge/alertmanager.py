@@ -16,7 +16,8 @@ template naming a missing key creates no flow run): ``alertname``, ``status``, `
 ``environment``, ``cluster``, ``severity``, ``image`` (the app's catalog image, when the
 bridge has a catalog; see :func:`resolve_target` for alerts without an ``app`` label,
 such as Argo CD's), ``starts_at``, ``ends_at``, ``fingerprint``, ``generator_url``,
-``summary``, ``description`` and the ``labels`` and ``annotations`` objects.
+``summary``, ``description``, ``runbook_url`` and the ``labels`` and ``annotations``
+objects.
 
 Alertmanager resends an unresolved alert every ``repeat_interval`` and retries on
 errors; the dedupe key ``fingerprint + status + startsAt`` makes a resend of the same
@@ -213,6 +214,7 @@ def prefect_event(
         "receiver": alert.receiver,
         "summary": alert.annotations.get("summary", ""),
         "description": alert.annotations.get("description", ""),
+        "runbook_url": alert.annotations.get("runbook_url", ""),
         "labels": dict(labels),
         "annotations": dict(alert.annotations),
     }

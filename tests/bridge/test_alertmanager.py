@@ -159,7 +159,8 @@ def test_an_alert_without_app_labels_still_has_every_payload_key() -> None:
     bare["labels"] = {"alertname": "ShipyardRestoreDrillFailed"}
     del bare["annotations"]
     event = alertmanager.prefect_event(alertmanager.parse(notification(bare))[0], datetime.now(UTC))
-    for key in ("app", "environment", "cluster", "severity", "image", "summary", "description"):
+    keys = ("app", "environment", "cluster", "severity", "image", "summary", "description")
+    for key in (*keys, "runbook_url", "ends_at"):
         assert event["payload"][key] == ""
     assert event["related"] == []
 
