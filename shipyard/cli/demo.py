@@ -88,5 +88,6 @@ def _run_demo(
             f"  approve prod:     {ui}/runs/flow-run/{waiting.id}  (Resume, then fill the form)"
         )
         lines.append(f"    or: {shipyard} approve --approver YOU --reason WHY")
+    lines.append(run.dora_table(env, seed.app, since=flow_run.start_time, say=say))
     lines.append(f"Stop everything with: {shipyard} stack down")
     return lines

@@ -231,3 +231,33 @@ def wait_for_delivery(tag: str, timeout: float = 300.0, say: Say | None = None) 
                     return run
             time.sleep(1)
     raise TransientError(f"no finished deliver run for tag {tag} after {timeout:.0f}s")
+
+
+def dora_table(
+    env: dict[str, str], app: str, since: Any, timeout: float = 30.0, say: Say | None = None
+) -> str:
+    """`shipyard dora --app APP --since SINCE` as the demo's last word: the DORA table over
+    the deliveries the demo just made, read from the Prefect API like a user would. Waits
+    (up to ``timeout``) until the ledger shows them; a report never fails the demo, so a
+    problem comes back as one line instead."""
+    start = since.isoformat() if since is not None else None
+    argv = [sys.executable, "-m", "shipyard.cli.main", "dora", "--app", app]
+    argv += ["--since", start] if start else []
+
+    def shipyard(*extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*argv, *extra], env=_prefect_env(env), capture_output=True, text=True, check=False
+        )
+
+    deadline = time.monotonic() + timeout
+    while True:
+        probe = shipyard("--json")
+        if probe.returncode != 0:
+            why = (probe.stderr.strip().splitlines() or [f"exit {probe.returncode}"])[-1]
+            return f"DORA table unavailable: {why}"
+        if json.loads(probe.stdout).get("deployments", 0) > 0 or time.monotonic() > deadline:
+            break
+        if say:
+            say("waiting for the delivery events to reach the ledger")
+        time.sleep(2)
+    return shipyard().stdout.rstrip()

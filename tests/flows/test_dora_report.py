@@ -224,3 +224,10 @@ def test_cli_and_flow_read_the_ledger_from_prefect_events(
     state = dora_report(app=app, until=now, days=3, return_state=True)
     assert state.is_completed(), state.message
     assert state.result().figures.deployments == 4
+
+    # the demo's last word: the same ledger as a table, through `shipyard dora`
+    from shipyard.demo.run import dora_table
+
+    table = dora_table(stack.env, app, since=now - timedelta(days=3), timeout=10)
+    assert "deployment frequency" in table and "25.0 %" in table, table
+    assert "unavailable" not in table
