@@ -192,6 +192,10 @@ def roll_cluster(
     plan: FleetPlan, name: str, *, connect_to: Callable[[FleetPlan, str], KubeClient] | None = None
 ) -> ClusterReport:
     """Take cluster ``name`` to ``plan.sha``: unreachable, unchanged, healthy or failed."""
+    if plan.fleet.rollout.sync.hub is not None:  # Argo CD hub mode: tasks.fleet.hub
+        from tasks.fleet.hub import roll_via_hub
+
+        return roll_via_hub(plan, name, connect_to=connect_to)
     report = ClusterReport(name=name, started_at=now())
 
     def done(status: Status, reason: str | None = None, **extra: Any) -> ClusterReport:
@@ -248,6 +252,10 @@ def roll_back_cluster(plan: FleetPlan, report: ClusterReport, why: str) -> Clust
     was healthy or unchanged becomes ``rolled-back``. Without a recorded previous
     revision nothing can be restored: it stays as it is, and the reason says so.
     """
+    if plan.fleet.rollout.sync.hub is not None:
+        from tasks.fleet.hub import roll_back_via_hub
+
+        return roll_back_via_hub(plan, report, why)
     previous = report.previous_revision
     failed = report.status == "failed"
     status: Status = "failed" if failed else "rolled-back"
@@ -284,6 +292,10 @@ def roll_back_cluster(plan: FleetPlan, report: ClusterReport, why: str) -> Clust
 
 def recheck_cluster(plan: FleetPlan, name: str) -> str | None:
     """After a bake: why cluster ``name`` is no longer healthy at REV (None when it is)."""
+    if plan.fleet.rollout.sync.hub is not None:
+        from tasks.fleet.hub import recheck_via_hub
+
+        return recheck_via_hub(plan, name)
     try:
         return check_cluster(connect(plan, name), plan, plan.sha)
     except ShipyardError as exc:

@@ -23,6 +23,8 @@ __all__ = [
     "Fleet",
     "FleetCluster",
     "FleetPlan",
+    "FleetSyncSpec",
+    "HubSpec",
     "LabelSelector",
     "PlannedWave",
     "Requirement",
@@ -57,6 +59,38 @@ class FleetCluster(_Model):
         return value
 
 
+class HubSpec(_Model):
+    """Argo CD hub mode: the cluster whose Argo CD holds one Application per fleet cluster."""
+
+    kubeconfig: str = Field(description="Path to the hub's kubeconfig (relative: to the file).")
+    context: str | None = Field(None, description="kubeconfig context; default the current.")
+    namespace: str | None = Field(
+        None, description="Namespace of the Applications; default sync.application_namespace."
+    )
+
+
+class FleetSyncSpec(SyncSpec):
+    """A fleet's sync: as `shipyard sync`, plus ``hub`` for Argo CD hub mode.
+
+    With ``hub``, ``application`` is a pattern naming each cluster's Application in the
+    hub: ``{cluster}`` (required) and ``{app}`` are filled in, e.g. ``{app}-{cluster}``.
+    """
+
+    hub: HubSpec | None = Field(None, description="argocd: the hub holding the Applications.")
+
+    @model_validator(mode="after")
+    def _hub(self) -> FleetSyncSpec:
+        if self.hub is not None:
+            if self.driver != "argocd":
+                raise ValueError("sync.hub needs driver argocd")
+            if "{cluster}" not in (self.application or ""):
+                raise ValueError(
+                    "with a hub, sync.application must contain {cluster} (one Application "
+                    "per cluster), e.g. '{app}-{cluster}'"
+                )
+        return self
+
+
 class RolloutSpec(_Model):
     """What every cluster gets and how it is checked."""
 
@@ -65,9 +99,17 @@ class RolloutSpec(_Model):
     app: str | None = Field(
         None, description="Ownership label value; default the path's last part."
     )
-    sync: SyncSpec = Field(default_factory=SyncSpec, description="As `shipyard sync`.")
+    sync: FleetSyncSpec = Field(default_factory=FleetSyncSpec, description="As `shipyard sync`.")
     verify: VerifySpec = Field(description="As the catalog's verify (workloads, timeout).")
     waves: list[Wave] = Field(min_length=1, description="In order.")
+
+    @field_validator("sync", mode="before")
+    @classmethod
+    def _fleet_sync(cls, value: object) -> object:
+        """A catalog SyncSpec (no hub) is accepted as it is."""
+        if isinstance(value, SyncSpec) and not isinstance(value, FleetSyncSpec):
+            return value.model_dump()
+        return value
 
     @field_validator("verify")
     @classmethod
@@ -223,6 +265,20 @@ def resolve_revision(repo_dir: str, revision: str) -> tuple[str, list[str]]:
         repo.close()
 
 
+def _resolve_hub(fleet: Fleet, base: Path) -> Fleet:
+    """The fleet with the hub's kubeconfig made absolute; ConfigError when not a file."""
+    sync = fleet.rollout.sync
+    if sync.hub is None:
+        return fleet
+    kc = Path(sync.hub.kubeconfig).expanduser()
+    kc = kc if kc.is_absolute() else base / kc
+    if not kc.is_file():
+        raise ConfigError(f"sync.hub: kubeconfig {sync.hub.kubeconfig} is not a file")
+    hub = sync.hub.model_copy(update={"kubeconfig": str(kc)})
+    rollout = fleet.rollout.model_copy(update={"sync": sync.model_copy(update={"hub": hub})})
+    return fleet.model_copy(update={"rollout": rollout})
+
+
 def plan_rollout(fleet_file: str | Path, repo_dir: str, revision: str) -> FleetPlan:
     """Load and check everything (see module docstring); the plan of the rollout."""
     fleet = load_fleet(fleet_file)
@@ -238,6 +294,7 @@ def plan_rollout(fleet_file: str | Path, repo_dir: str, revision: str) -> FleetP
             raise ConfigError(f"cluster {c.name!r}: kubeconfig {c.kubeconfig} is not a file")
         clusters.append(c.model_copy(update={"kubeconfig": str(kc)}))
     fleet = fleet.model_copy(update={"clusters": clusters})
+    fleet = _resolve_hub(fleet, base)
     sha, paths = resolve_revision(repo_dir, revision)
     known = set(paths)
     for c in fleet.clusters:
