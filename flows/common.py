@@ -8,6 +8,7 @@ loads its connections and reports its outcome the same way.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -17,11 +18,12 @@ from uuid import UUID
 
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.blocks.core import Block
-from prefect.client.orchestration import get_client
+from prefect.client.orchestration import SyncPrefectClient, get_client
 from prefect.client.schemas.actions import (
     GlobalConcurrencyLimitCreate,
     GlobalConcurrencyLimitUpdate,
 )
+from prefect.concurrency.sync import concurrency
 from prefect.context import get_run_context
 from prefect.events import emit_event
 from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
@@ -36,6 +38,7 @@ from shipyard.core.ledger_events import (
     blocked_cause,
     iso_z,
 )
+from shipyard.core.limits import LIMITS_ADMIN
 from shipyard.core.oci import has_registry_host, split_reference
 from tasks.drill_report import DrillPublication
 
@@ -415,23 +418,53 @@ def publish_drill_report(publication: DrillPublication) -> None:
 # rate per registry" must hold on a fresh server too, so flows call ensure_limit before
 # taking a slot. The names come from shipyard.core.limits.
 def ensure_limit(name: str, limit: int, slot_decay_per_second: float | None = None) -> None:
-    """Create the limit (active) if missing; re-activate it if someone disabled it."""
+    """Make sure the limit exists and is active, without a failed create on the server.
+
+    Read first: the usual case is that it exists (re-activated if someone disabled it).
+    Only a missing limit is created, by one creator at a time (a process lock, and across
+    processes the one slot of ``LIMITS_ADMIN``), which reads again before it creates: a
+    racing INSERT would be a UNIQUE-constraint traceback in the server's log and, on
+    SQLite, one more writer waiting for the lock. A 409 from a creator that does not take
+    the slot (a person, another tool) counts as success.
+    """
+    extra = (
+        {} if slot_decay_per_second is None else {"slot_decay_per_second": slot_decay_per_second}
+    )
     with get_client(sync_client=True) as client:
-        try:
-            extra = (
-                {}
-                if slot_decay_per_second is None
-                else {"slot_decay_per_second": slot_decay_per_second}
-            )
+        if _activate_limit(client, name):
+            return
+        with _LIMIT_CREATION, _limit_creation_slot(client):
+            if _activate_limit(client, name):
+                return
+            try:
+                client.create_global_concurrency_limit(
+                    GlobalConcurrencyLimitCreate(name=name, limit=limit, active=True, **extra)
+                )
+            except ObjectAlreadyExists:
+                _activate_limit(client, name)
+
+
+_LIMIT_CREATION = threading.Lock()
+
+
+def _activate_limit(client: SyncPrefectClient, name: str) -> bool:
+    """True when the limit exists (made active if it was not); False when it does not."""
+    try:
+        existing = client.read_global_concurrency_limit_by_name(name)
+    except ObjectNotFound:
+        return False
+    if not existing.active:
+        client.update_global_concurrency_limit(name, GlobalConcurrencyLimitUpdate(active=True))
+    return True
+
+
+@contextmanager
+def _limit_creation_slot(client: SyncPrefectClient) -> Iterator[None]:
+    """Hold the one slot of ``LIMITS_ADMIN`` (created first if `stack up` did not)."""
+    if not _activate_limit(client, LIMITS_ADMIN):
+        with suppress(ObjectAlreadyExists):
             client.create_global_concurrency_limit(
-                GlobalConcurrencyLimitCreate(name=name, limit=limit, active=True, **extra)
+                GlobalConcurrencyLimitCreate(name=LIMITS_ADMIN, limit=1, active=True)
             )
-            return
-        except ObjectAlreadyExists:
-            pass
-        try:
-            existing = client.read_global_concurrency_limit_by_name(name)
-        except ObjectNotFound:  # deleted in between: the next call creates it again
-            return
-        if not existing.active:
-            client.update_global_concurrency_limit(name, GlobalConcurrencyLimitUpdate(active=True))
+    with concurrency(LIMITS_ADMIN, occupy=1, timeout_seconds=120, strict=True):
+        yield

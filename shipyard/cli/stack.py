@@ -40,12 +40,34 @@ def register(app: typer.Typer) -> None:
                 "default: as many as the last up; 0 removes them.",
             ),
         ] = None,
+        database: Annotated[
+            str | None,
+            typer.Option(
+                "--database",
+                help="The Prefect server's database: sqlite (default) or postgresql "
+                "(a local PostgreSQL in the state dir); default: as the last up.",
+            ),
+        ] = None,
+        messaging: Annotated[
+            str | None,
+            typer.Option(
+                "--messaging",
+                help="Prefect's messaging: memory (default) or redis (a local Redis "
+                "with prefect-redis); default: as the last up.",
+            ),
+        ] = None,
     ) -> None:
         """Start every service (idempotent), wait until healthy, write the env file."""
         layout = StackLayout.from_env(state_dir)
         console = Console(stderr=True)
         with console.status("starting the stack") as status:
-            report = stack_up(layout, progress=lambda m: status.update(m), clusters=clusters)
+            report = stack_up(
+                layout,
+                progress=lambda m: status.update(m),
+                clusters=clusters,
+                database=database,
+                messaging=messaging,
+            )
         _print(report, json_out, "up")
         if not json_out:
             console.print(f"env file: {report.env_file}  (source it: . {report.env_file})")
@@ -85,7 +107,8 @@ def _print(report: StackReport, json_out: bool, verb: str) -> None:
     if json_out:
         typer.echo(json.dumps(report.to_dict()))
         return
-    table = Table(title=f"shipyard stack {verb} ({report.seconds:.1f}s)")
+    profile = f", {report.profile}" if report.profile else ""
+    table = Table(title=f"shipyard stack {verb} ({report.seconds:.1f}s{profile})")
     for column in ("service", "healthy", "pid", "address", "ready in"):
         table.add_column(column)
     for s in report.services:

@@ -11,7 +11,11 @@ from __future__ import annotations
 import hashlib
 import re
 
-__all__ = ["git_writers_limit", "limit_name"]
+__all__ = ["LIMITS_ADMIN", "git_writers_limit", "limit_name"]
+
+# One slot: whoever creates a missing limit holds it, so concurrent creators (flows in
+# other processes) never race the same INSERT on the server (`stack up` creates it).
+LIMITS_ADMIN = "shipyard-limits-admin"
 
 
 def limit_name(kind: str, *parts: str, key: str | None = None) -> str:

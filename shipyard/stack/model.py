@@ -18,6 +18,8 @@ DEFAULT_PORTS: dict[str, int] = {
     "git": 9418,
     "kube": 6443,
     "bridge": 8787,
+    "postgres": 0,  # the production profile's (shipyard.stack.database)
+    "redis": 0,
     "exporter": 9464,
     "prometheus": 9090,
     "alertmanager": 9093,
@@ -139,6 +141,8 @@ class StackReport:
     services: list[ServiceStatus]
     seconds: float
     env_file: Path
+    # The Prefect server's database and messaging, e.g. "postgresql + redis messaging".
+    profile: str = ""
 
     @property
     def healthy(self) -> bool:
@@ -150,6 +154,7 @@ class StackReport:
             "healthy": self.healthy,
             "seconds": round(self.seconds, 3),
             "env_file": str(self.env_file),
+            "profile": self.profile,
             "services": [
                 {
                     "name": s.name,

@@ -16,6 +16,7 @@ from collections.abc import Callable
 
 from shipyard.core.errors import ConfigError, TransientError
 from shipyard.stack import clusters as fleet_clusters
+from shipyard.stack import database as prod
 from shipyard.stack import monitoring, process
 from shipyard.stack.model import (
     DEFAULT_PORTS,
@@ -25,6 +26,7 @@ from shipyard.stack.model import (
     StackReport,
 )
 from shipyard.stack.probes import free_port, http_ok, tcp_open
+from shipyard.stack.seed import seed_limits
 from shipyard.stack.services import (
     S3_TEST_CREDENTIALS,
     bridge_secret,
@@ -37,6 +39,7 @@ from shipyard.stack.services import (
 )
 
 SERVICE_ORDER = (
+    *prod.BACKING_SERVICES,
     "prefect",
     "registry",
     "docker",
@@ -70,8 +73,12 @@ def resolve_ports(layout: StackLayout, requested: dict[str, int] | None = None) 
 def build_specs(layout: StackLayout, ports: dict[str, int]) -> list[ServiceSpec]:
     """Every service of the stack, in start order."""
     docker_host = os.environ.get("DOCKER_HOST")
+    profile = prod.load_profile(layout)  # PostgreSQL / Redis when `up` was asked for them
+    backing = prod.backing_specs(layout, ports, profile)
+    server_env = prod.prefect_server_env(layout, ports, profile)
     specs = [
-        prefect_spec(layout, ports["prefect"]),
+        *backing,
+        prod.wire_prefect(prefect_spec(layout, ports["prefect"]), backing, server_env),
         registry_spec(
             layout,
             ports["registry"],
@@ -130,6 +137,7 @@ def env_values(layout: StackLayout, ports: dict[str, int]) -> dict[str, str]:
         **S3_TEST_CREDENTIALS,
         **fleet_clusters.cluster_env(layout),
         **monitoring.monitoring_env(layout, ports),
+        **prod.client_env(layout, ports, prod.load_profile(layout)),
     }
     if _sim_available():
         values["KUBECONFIG"] = str(layout.kubeconfig)
@@ -162,15 +170,21 @@ def stack_up(
     ports: dict[str, int] | None = None,
     progress: Progress | None = None,
     clusters: int | None = None,
+    database: str | None = None,
+    messaging: str | None = None,
 ) -> StackReport:
     """Start every service that is not already healthy, wait until all are, write env.
 
     ``clusters``: how many labelled simulated clusters to run beside them (see
     :mod:`shipyard.stack.clusters`); None keeps the number an earlier `up` asked for.
+    ``database`` (sqlite | postgresql) and ``messaging`` (memory | redis): the Prefect
+    server's profile (:mod:`shipyard.stack.database`); None keeps the last `up`'s.
     """
     say = progress or (lambda _msg: None)
     started_at = time.monotonic()
+    profile = prod.resolve_profile(layout, database, messaging)
     layout.root.mkdir(parents=True, exist_ok=True)
+    prod.save_profile(layout, profile)
     resolved = resolve_ports(layout, ports)
     specs = build_specs(layout, resolved)
     layout.save_ports(resolved)
@@ -201,6 +215,7 @@ def stack_up(
             launched.append(spec)
             statuses[spec.name] = ServiceStatus(spec.name, True, False, pid, addr)
         _wait_healthy(layout, specs, statuses, t0, say)
+        seed_limits(f"http://{layout.host}:{resolved['prefect']}/api")  # before any flow
         fleet = fleet_clusters.clusters_up(layout, clusters, say)
         monitoring.write_cluster_targets(layout, resolved)  # Prometheus scrapes the fleet too
     except BaseException:
@@ -212,7 +227,7 @@ def stack_up(
         values["SHIPYARD_TRIVY_DB_REPOSITORY"] = db
     write_env_file(layout, values)
     ordered = [statuses[s.name] for s in specs] + fleet
-    return StackReport(ordered, time.monotonic() - started_at, layout.env_file)
+    return StackReport(ordered, time.monotonic() - started_at, layout.env_file, profile.describe())
 
 
 def serve_trivy_db(registry: str, say: Progress) -> str | None:
@@ -285,6 +300,7 @@ def stack_down(
         )
     layout.env_file.unlink(missing_ok=True)
     if purge and layout.root.exists():
+        prod.remove_cluster(layout)  # it may live outside the state dir
         shutil.rmtree(layout.root)
     return StackReport(list(reversed(statuses)), time.monotonic() - started_at, layout.env_file)
 
@@ -310,7 +326,8 @@ def stack_status(layout: StackLayout) -> StackReport:
             )
         statuses += [_bridge_status(layout, ports), _worker_status(layout)]
     statuses += fleet_clusters.clusters_status(layout)
-    return StackReport(statuses, time.monotonic() - started_at, layout.env_file)
+    profile = prod.load_profile(layout).describe() if ports else ""
+    return StackReport(statuses, time.monotonic() - started_at, layout.env_file, profile)
 
 
 def _bridge_status(layout: StackLayout, ports: dict[str, int]) -> ServiceStatus:
@@ -341,6 +358,8 @@ def _port_key(service: str) -> str:
 def _address(service: str, layout: StackLayout, ports: dict[str, int]) -> str:
     if service == "docker":
         return os.environ.get("DOCKER_HOST") or f"unix://{layout.podman_socket}"
+    if service in prod.BACKING_SERVICES:
+        return prod.address(layout, service, ports)
     port = ports.get(service)
     scheme = {"git": "git", "prefect": "http", "s3": "http", "registry": "http", "kube": "http"}
     return f"{scheme.get(service, 'http')}://{layout.host}:{port}" if port else ""
