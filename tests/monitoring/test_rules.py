@@ -134,7 +134,7 @@ def _mutants() -> list[tuple[str, str]]:
     """(alert, for) pairs one evaluation interval (1m) off each rule's ``for``."""
     cases = []
     for name in alert_names(load_rule_groups()):
-        fors = {r.get("for") for r in _rules() if r["alert"] == name and r.get("for")}
+        fors = {str(r["for"]) for r in _rules() if r["alert"] == name and r.get("for")}
         for duration in sorted(fors):
             cases += [(name, f"{_minutes(duration) - 1}m"), (name, f"{_minutes(duration) + 1}m")]
     return cases
