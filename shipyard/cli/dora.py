@@ -119,7 +119,8 @@ def print_figures(f: DoraFigures, app: str | None, environment: str | None) -> N
     """One window as a table: metric, value, DORA 2023 band."""
     from rich.table import Table
 
-    table = Table(title=_title(f, app, environment))
+    title = _title(f, app, environment)
+    table = Table(title=title, min_width=len(title) + 2)
     for column in ("metric", "value", "band"):
         table.add_column(column)
     for row in figure_rows(f):
@@ -154,7 +155,8 @@ def print_causes(shares: list[CauseShare], total: DoraFigures) -> None:
     """The seed's failure causes: count and share of the window's failures."""
     from rich.table import Table
 
-    table = Table(title=f"{_title(total, None, None)}: failure causes")
+    title = f"{_title(total, None, None)}: failure causes"
+    table = Table(title=title, min_width=len(title) + 2)
     for column in ("cause", "failures", "share"):
         table.add_column(column)
     for share in shares:
@@ -185,13 +187,20 @@ def print_comparison(c: Comparison) -> None:
     )
     for key, before, after in zip(keys, figure_rows(c.before), figure_rows(c.after), strict=True):
         delta = c.change[key]
-        shown = (
-            "-"
-            if delta is None
-            else (f"{100 * delta:+.1f} pt" if key == "change_failure_rate" else f"{delta:+.2f}")
-        )
+        shown = _change(key, delta)
         table.add_row(before[0], _with_band(before), _with_band(after), shown)
     _console().print(table)
+
+
+def _change(key: str, delta: float | None) -> str:
+    """A change as people read it: counts whole, the failure rate in points."""
+    if delta is None:
+        return "-"
+    if key in ("deployments", "failures"):
+        return f"{delta:+.0f}"
+    if key == "change_failure_rate":
+        return f"{100 * delta:+.1f} pt"
+    return f"{delta:+.2f}"
 
 
 def _with_band(row: tuple[str, str, str]) -> str:

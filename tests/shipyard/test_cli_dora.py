@@ -154,7 +154,7 @@ def test_tables(ledger: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(
         ["--records", str(ledger), *WINDOW, "--compare", "2026-10-15", "2026-11-01"], capsys
     )
-    assert code == 0 and "before" in out and "+4.00" in out
+    assert code == 0 and "before" in out and "+4 " in out and "+40.0 pt" in out
 
 
 @pytest.mark.parametrize(
