@@ -169,7 +169,8 @@ def judge_metric(
     if len(new) < gate.min_samples or len(baseline) < gate.min_samples:
         return base.model_copy(
             update={
-                "message": f"no data: {len(new)} new / {len(baseline)} baseline samples, "
+                "message": f"{metric.name}: no data: {len(new)} new / {len(baseline)} "
+                f"baseline samples, "
                 f"{gate.min_samples} needed"
             }
         )

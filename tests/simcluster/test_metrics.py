@@ -143,8 +143,8 @@ def test_nodes_pods_and_deployments(sim: SimClusterHandle) -> None:
     ) == (256 * 2**20)
     limits = value(s, "kube_pod_container_resource_limits", pod="batch", resource="cpu")
     assert limits == 2
-    # A container with limits only: no requests series (kube-state-metrics reads the spec).
-    assert not [x for x in s["kube_pod_container_resource_requests"] if x.labels["pod"] == "batch"]
+    # A container with limits only requests its limits (the API server's defaulting).
+    assert value(s, "kube_pod_container_resource_requests", pod="batch", resource="cpu") == 2
     assert value(s, "kube_namespace_status_phase", namespace=NS, phase="Active") == 1
     assert value(s, "kube_namespace_status_phase", namespace=NS, phase="Terminating") == 0
 

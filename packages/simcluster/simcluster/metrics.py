@@ -192,11 +192,15 @@ def pod_series(pod: JSON) -> Series:
         if not isinstance(res, dict):
             continue
         base = {"namespace": ns, "pod": name, "uid": uid, "container": str(c.get("name", ""))}
-        for family, field in (
-            ("kube_pod_container_resource_requests", "requests"),
-            ("kube_pod_container_resource_limits", "limits"),
+        limits: JSON = res.get("limits") or {}
+        requests: JSON = res.get("requests") or {}
+        # The API server defaults a missing request to its limit (the stored spec a real
+        # kube-state-metrics reads has it); the simulator stores the spec as given.
+        for family, resources in (
+            ("kube_pod_container_resource_requests", {**limits, **requests}),
+            ("kube_pod_container_resource_limits", limits),
         ):
-            for resource, unit, value in _resource_units(res.get(field)):
+            for resource, unit, value in _resource_units(resources):
                 out.append(
                     (family, {**base, "node": node, "resource": resource, "unit": unit}, value)
                 )
