@@ -26,6 +26,7 @@ from prefect.states import Failed
 from blocks.cluster import KubernetesCluster
 from blocks.storage import BackupStorage
 from flows.common import emit, load_block
+from flows.drift_check import catalog_fleet
 from shipyard.core.config import parse_config
 from shipyard.core.errors import ConfigError
 from tasks.backup_export import BackupConfig, BackupResult, render_backup_report
@@ -166,7 +167,7 @@ def _backup_event(fleet: Fleet, row: ClusterSweep, bucket: str) -> None:
 
 @flow(name="backup-fleet", log_prints=True)
 def backup_fleet(
-    fleet_file: str,
+    fleet_file: str | None = None,
     namespaces: list[str] | None = None,
     bucket: str | None = None,
     prefix: str = "shipyard-backups",
@@ -176,11 +177,15 @@ def backup_fleet(
     max_age_days: float | None = None,
     storage_block: str | None = None,
     max_parallel: int = 4,
+    app: str | None = None,
+    environment: str | None = None,
+    gitops_block: str = "shipyard-gitops",
 ) -> Any:
-    """Back up every cluster of ``fleet_file`` (see module docstring).
+    """Back up every cluster of a fleet (see module docstring).
 
     Args:
-        fleet_file: Fleet file naming the clusters (kubeconfig, context).
+        fleet_file: Fleet file naming the clusters (kubeconfig, context); or app and
+            environment.
         namespaces: Namespaces to export; default the fleet's rollout namespace.
         bucket: S3 bucket (ignored when storage_block is given).
         prefix: Key prefix; each cluster's backups go under <prefix>/<cluster>/.
@@ -190,8 +195,17 @@ def backup_fleet(
         max_age_days: Retention per cluster: delete backups older than this.
         storage_block: Name of a saved Shipyard Backup Storage block.
         max_parallel: Clusters backed up at once.
+        app: Catalog app whose environment targets a fleet (instead of fleet_file).
+        environment: That environment (its fleet selector picks cluster blocks).
+        gitops_block: GitOps repository block holding the catalog.
     """
-    fleet = load_fleet_task(fleet_file)
+    if bool(fleet_file) == bool(app and environment):
+        raise ConfigError("give a fleet file, or app and environment (a catalog fleet)")
+    if fleet_file:
+        fleet = load_fleet_task(fleet_file)
+    else:
+        assert app is not None and environment is not None
+        fleet, _, _ = catalog_fleet(app, environment, gitops_block)
     config = _fleet_config(fleet, namespaces, gitops_revision, keep_last, max_age_days)
     storage = resolve_storage(bucket, prefix, s3_endpoint, storage_block)
     names = [c.name for c in fleet.clusters]

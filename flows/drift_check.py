@@ -24,6 +24,7 @@ from prefect.artifacts import create_table_artifact
 from prefect.states import Failed
 
 from flows.common import emit
+from shipyard.core.errors import ConfigError
 from tasks.detect_drift import DriftConfig, DriftItem, DriftReport
 from tasks.fleet.config import Fleet
 from tasks.fleet.survey import (
@@ -31,6 +32,7 @@ from tasks.fleet.survey import (
     FleetSweep,
     drift_config_for,
     drift_fleet_cluster,
+    fleet_of_environment,
     load_fleet_targets,
     sweep,
 )
@@ -43,6 +45,7 @@ __all__ = [
     "DriftConfig",
     "DriftItem",
     "DriftReport",
+    "catalog_fleet",
     "drift_check",
     "drift_check_directly",
     "drift_check_fleet",
@@ -124,17 +127,61 @@ def _drift_event(fleet: Fleet, row: ClusterSweep, repo: str) -> None:
     )
 
 
+def catalog_fleet(app: str, environment: str, gitops_block: str) -> tuple[Fleet, str, str]:
+    """(fleet, repo URL, branch) of catalog environment ``app``/``environment`` that
+    targets a fleet: its labelled KubernetesCluster blocks the selector picks."""
+    from blocks.gitops import GitOpsRepository
+    from flows.common import load_block
+    from flows.fleet_deliver import cluster_inventory
+    from tasks.steps.gitops import read_catalog
+
+    repository = load_block(GitOpsRepository, gitops_block)
+    entry = read_catalog(repository).catalog.app(app)
+    env = entry.environment(environment)
+    return fleet_of_environment(entry, env, cluster_inventory()), repository.url, env.branch
+
+
+def _fleet_input(
+    fleet_file: str | None, app: str | None, environment: str | None, gitops_block: str
+) -> tuple[Fleet, str | None, str | None]:
+    """The fleet from a fleet file, or from a catalog environment (with its repo, branch)."""
+    if bool(fleet_file) == bool(app and environment):
+        raise ConfigError("give a fleet file, or app and environment (a catalog fleet)")
+    if fleet_file:
+        return load_fleet_task(fleet_file), None, None
+    assert app is not None and environment is not None
+    return catalog_fleet(app, environment, gitops_block)
+
+
 @flow(name="drift-check-fleet", log_prints=True)
 def drift_check_fleet(
-    fleet_file: str,
-    repo: str,
+    fleet_file: str | None = None,
+    repo: str | None = None,
     branch: str = "main",
     revision: str | None = None,
     max_parallel: int = 4,
+    app: str | None = None,
+    environment: str | None = None,
+    gitops_block: str = "shipyard-gitops",
 ) -> Any:
-    """Report drift of every cluster of ``fleet_file`` against ``repo`` (see module
-    docstring); the report, or a Failed state carrying it when a cluster failed."""
-    fleet = load_fleet_task(fleet_file)
+    """Report drift of every cluster of a fleet against git (see module docstring); the
+    report, or a Failed state carrying it when a cluster failed.
+
+    Args:
+        fleet_file: Fleet file naming the clusters; or give app and environment.
+        repo: GitOps repo (working tree or URL); default the GitOps block's (catalog).
+        branch: Branch compared (its tip); a catalog environment's own branch wins.
+        revision: Compare with this commit instead of the tip.
+        max_parallel: Clusters checked at once.
+        app: Catalog app whose environment targets a fleet (with environment).
+        environment: That environment (its fleet selector picks cluster blocks).
+        gitops_block: GitOps repository block holding the catalog.
+    """
+    fleet, catalog_repo, catalog_branch = _fleet_input(fleet_file, app, environment, gitops_block)
+    source = repo or catalog_repo
+    branch = catalog_branch or branch
+    if not source:
+        raise ConfigError("no GitOps repo: pass repo")
     names = [c.name for c in fleet.clusters]
     key = artifact_key("drift", fleet)
 
@@ -148,12 +195,12 @@ def drift_check_fleet(
 
     rows = sweep(
         names,
-        lambda name: drift_cluster_of_fleet(fleet, name, repo, branch, revision),
+        lambda name: drift_cluster_of_fleet(fleet, name, source, branch, revision),
         max_parallel,
         publish=publish,
     )
     for row in rows:
-        _drift_event(fleet, row, repo)
+        _drift_event(fleet, row, source)
     report = FleetSweep(fleet=fleet.metadata.name, action="drift-check", clusters=rows)
     print(report.summary())
     if not report.passed:

@@ -25,13 +25,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from shipyard.core.catalog import App, Environment
 from shipyard.core.errors import ConfigError, ShipyardError, TransientError
 from shipyard.core.kube import KubeClient, Retry, api_client
 from shipyard.core.s3 import S3Store
 from tasks.backup_export import BackupConfig, run_backup
 from tasks.backup_retention import apply_backup_retention
 from tasks.detect_drift import DriftConfig, detect_drift
-from tasks.fleet.config import Fleet, FleetCluster, load_fleet
+from tasks.fleet.config import Fleet, FleetCluster, load_fleet, plan_environment
 
 __all__ = [
     "ClusterSweep",
@@ -40,6 +41,7 @@ __all__ = [
     "backup_fleet_cluster",
     "drift_config_for",
     "drift_fleet_cluster",
+    "fleet_of_environment",
     "load_fleet_targets",
     "sweep",
 ]
@@ -153,6 +155,14 @@ def load_fleet_targets(fleet_file: str | Path) -> Fleet:
             raise ConfigError(f"cluster {c.name!r}: kubeconfig {c.kubeconfig} is not a file")
         clusters.append(c.model_copy(update={"kubeconfig": str(kc)}))
     return fleet.model_copy(update={"clusters": clusters})
+
+
+def fleet_of_environment(app: App, env: Environment, clusters: list[FleetCluster]) -> Fleet:
+    """The fleet of a catalog environment that targets one (``fleet:``): the clusters of
+    ``clusters`` (the labelled KubernetesCluster blocks) its selector picks, named
+    ``<app>-<env>``, with the environment's path, namespace and sync; ConfigError when it
+    targets a single cluster or its selector picks none."""
+    return plan_environment(app.name, env, clusters, repo="", sha="").fleet
 
 
 def _cluster(fleet: Fleet, name: str) -> FleetCluster:

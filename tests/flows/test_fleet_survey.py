@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 # The flows load at collection (see tests/flows/test_dr_flows.py for why).
-from flows.backup import backup_fleet  # noqa: F401
+from flows.backup import backup_fleet
 from shipyard.cli.main import main
 from shipyard.core.s3 import S3Store, s3_client
 from tasks.backup_manifest import MANIFEST_NAME, backup_key, backup_root, complete_backups
@@ -236,3 +236,72 @@ def test_drift_check_fleet_flow_publishes_per_cluster(
     assert {"drift-canary", "drift-us-1"} <= set(_task_runs(prefect_api, "drift-"))
     detected = _events(prefect_api, "shipyard.drift.detected", ns)
     assert detected == {"canary": f"shipyard.app.api.{ns}.cluster.canary"}
+
+
+def test_drift_and_backup_of_a_catalog_fleet_environment(
+    fleet: Fleet4, stack: Stack, prefect_api: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A catalog environment with ``fleet:`` (labelled cluster blocks) instead of a file."""
+    from blocks.cluster import KubernetesCluster
+    from blocks.gitops import GitOpsRepository
+    from flows.drift_check import drift_check_fleet
+    from shipyard.cli.runner import outcome
+    from tests.tasks.fleet_env import LABELS
+
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION"):
+        monkeypatch.setenv(key, stack.env[key])
+    ns = fleet.namespace()
+    catalog = {
+        "apiVersion": "shipyard.dev/v1",
+        "apps": [
+            {
+                "name": "api",
+                "image": "shop/api",
+                "environments": [
+                    {
+                        "name": "prod",
+                        "path": "envs/canary/api",
+                        "namespace": ns,
+                        "fleet": {
+                            "selector": {"matchLabels": {"survey": ns}},
+                            "waves": [{"name": "all"}],
+                        },
+                        "verify": {"workloads": ["deployment/api"]},
+                    }
+                ],
+            }
+        ],
+    }
+    (fleet.repo.root / "shipyard-catalog.yaml").write_text(json.dumps(catalog))
+    deploy(fleet, ns)  # commits the catalog too
+    GitOpsRepository(url=str(fleet.repo.root)).save(f"gitops-{ns}", overwrite=True)
+    for name in ("canary", "eu-1", "us-1"):  # eu-2 stays out of this fleet
+        KubernetesCluster(
+            name=f"{ns}-{name}",
+            kubeconfig_path=str(fleet.kubeconfigs[name]),
+            labels={**LABELS[name], "survey": ns},
+        ).save(f"{ns}-{name}", overwrite=True)
+    fleet.kube("us-1").delete(f"/apis/apps/v1/namespaces/{ns}/deployments/api")
+    where = {"app": "api", "environment": "prod", "gitops_block": f"gitops-{ns}"}
+
+    drift = outcome(drift_check_fleet(return_state=True, **where))
+    assert drift.fleet == "api-prod"
+    assert {c.cluster: c.status for c in drift.clusters} == {
+        f"{ns}-canary": "clean",
+        f"{ns}-eu-1": "clean",
+        f"{ns}-us-1": "drifted",
+    }
+
+    bucket = f"fleet-{uuid.uuid4().hex[:12]}"
+    s3_client(stack.s3_endpoint).create_bucket(Bucket=bucket)
+    backups = outcome(
+        backup_fleet(
+            return_state=True, bucket=bucket, prefix="cat", s3_endpoint=stack.s3_endpoint, **where
+        )
+    )
+    assert backups.passed
+    assert [c.backup_key.split("/")[1] for c in backups.clusters] == [
+        f"{ns}-canary",
+        f"{ns}-eu-1",
+        f"{ns}-us-1",
+    ]
