@@ -68,6 +68,7 @@ ALERTMANAGER = "/usr/bin/prometheus-alertmanager"
 PACKAGES = {PROMETHEUS: "prometheus", ALERTMANAGER: "prometheus-alertmanager"}
 MONITORING_SERVICES = ("exporter", "prometheus", "alertmanager")
 SCRAPE_INTERVAL = "5s"
+EXPORTER_INTERVAL = "5"  # seconds between the exporter's refreshes from Prefect
 # The `cluster` label of the stack's main simulator: the demo's cluster block name.
 MAIN_CLUSTER = "default"
 ROOT = Path(__file__).resolve().parents[2]
@@ -319,6 +320,8 @@ def exporter_spec(layout: StackLayout, ports: dict[str, int]) -> ServiceSpec:
             layout.host,
             "--port",
             str(port),
+            "--interval",
+            EXPORTER_INTERVAL,
         ],
         env={
             "PREFECT_API_URL": f"http://{layout.host}:{ports['prefect']}/api",
