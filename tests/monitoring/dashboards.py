@@ -53,6 +53,11 @@ class DashboardQuery:
         """The query with every variable filled in (see :func:`resolve`)."""
         return resolve(self.expr)
 
+    @property
+    def metrics(self) -> set[str]:
+        """The metric names the query selects (to tell which activity feeds it)."""
+        return metric_names(self.promql)
+
     def __str__(self) -> str:
         return f"{self.dashboard} / {self.panel} / {self.ref_id}"
 
