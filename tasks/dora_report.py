@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field
@@ -160,7 +161,10 @@ def read_delivery_events(
         next_page = page.get("next_page")
         if not next_page:
             return events
-        response = _call(lambda url=str(next_page): client.get(url))
+        # re-rooted on our base URL: the server builds the link from the Host it saw,
+        # which behind a proxy or a port-forward is not ours
+        query = urlsplit(str(next_page)).query
+        response = _call(lambda path=f"events/filter/next?{query}": client.get(path))
 
 
 def _call(send: Any) -> httpx.Response:

@@ -10,7 +10,7 @@ it, from the Prefect API; bad input (a malformed line, a missing file, a bad ISO
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -30,6 +30,7 @@ from shipyard.core.errors import ConfigError
 from shipyard.core.ledger import DeliveryRecord
 
 BY_CHOICES = ("app", "environment", "cause")
+API_LOOKBACK = timedelta(days=30)
 
 
 def parse_time(text: str, flag: str) -> datetime:
@@ -50,10 +51,25 @@ def read_records_file(path: Path) -> list[DeliveryRecord]:
 
 
 def read_api_records(since: datetime, until: datetime) -> list[DeliveryRecord]:
-    """The ledger around ``[since, until)`` derived from the Prefect API's events."""
-    from tasks.steps.dora import api_ledger
+    """The ledger around ``[since, until)`` from the Prefect API's delivery events, read
+    with the exporter's reader as ``shipyard deliveries export`` reads them: from 30 days
+    before ``since`` (a promotion's change time) up to now (later restores). An API that
+    does not answer is one line and exit 2, as for ``deliveries export``."""
+    from shipyard.core.ledger_events import EVENT_DELIVERED, EVENT_FAILED, derive_records
+    from shipyard.exporter.prefect_api import PrefectReader, PrefectUnavailable
 
-    return api_ledger(since, until)
+    try:
+        with PrefectReader() as reader:
+            events = list(
+                reader.read_events(
+                    since - API_LOOKBACK,
+                    max(until, datetime.now(UTC)),
+                    prefixes=(EVENT_DELIVERED, EVENT_FAILED),
+                )
+            )
+    except PrefectUnavailable as exc:
+        raise ConfigError(str(exc)) from None
+    return derive_records(events)
 
 
 # --- printing -----------------------------------------------------------------------------

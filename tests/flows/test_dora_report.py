@@ -231,3 +231,33 @@ def test_cli_and_flow_read_the_ledger_from_prefect_events(
     table = dora_table(stack.env, app, since=now - timedelta(days=3), timeout=10)
     assert "deployment frequency" in table and "25.0 %" in table, table
     assert "unavailable" not in table
+
+
+def test_api_reader_follows_every_page(prefect_api: str) -> None:
+    """More delivery events than one page (50) of the events API: all become records."""
+    from prefect.events import emit_event
+    from prefect.events.worker import EventsWorker
+
+    from tasks.dora_report import EVENTS_PAGE, ledger_from_api
+
+    now = datetime.now(UTC).replace(microsecond=0)
+    app = f"dora{uuid.uuid4().hex[:6]}"
+    count = EVENTS_PAGE + 15
+    for i in range(count):
+        at = now - timedelta(minutes=count - i)
+        emit_event(
+            event=EVENT_DELIVERED,
+            resource={"prefect.resource.id": f"shipyard.delivery.{app}.dev"},
+            occurred=at,
+            payload={"app": app, "environment": "dev", "outcome": "delivered"},
+        )
+    EventsWorker.drain_all()
+    since = now - timedelta(days=1)
+    deadline = time.monotonic() + 30
+    mine: list[DeliveryRecord] = []
+    while time.monotonic() < deadline:
+        mine = [r for r in ledger_from_api(prefect_api, since, now) if r.app == app]
+        if len(mine) == count:
+            break
+        time.sleep(1)
+    assert len(mine) == count

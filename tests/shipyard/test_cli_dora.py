@@ -4,6 +4,7 @@ them, breakdowns, comparisons, the table, and bad input as one line with exit 2.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -195,4 +196,25 @@ def test_bad_input_is_one_line_and_exit_2(
     assert len(lines) == 1, result.stderr
     assert message in lines[0]
     assert "Traceback" not in result.stderr
+    assert result.stdout == ""
+
+
+def test_prefect_api_that_does_not_answer_is_one_line(tmp_path: Path) -> None:
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")},
+        "PREFECT_API_URL": "http://127.0.0.1:9/api",
+        "PREFECT_HOME": str(tmp_path / "prefect-home"),
+    }
+    result = subprocess.run(
+        [*SHIPYARD, "dora", "--json"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+        env=env,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 2, result
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
     assert result.stdout == ""
