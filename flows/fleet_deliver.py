@@ -101,6 +101,17 @@ def _log(report: FleetReport) -> None:
             (logger.info if c.status in ("healthy", "unchanged") else logger.warning)(line)
 
 
+def _reason(report: FleetReport) -> str:
+    """Where it halted, and why the first failed cluster failed (one line)."""
+    first = next(
+        (c for w in report.waves for c in w.clusters if c.status == "failed" and c.reason), None
+    )
+    if first is None or first.reason is None:
+        return summary(report)
+    why = first.reason.split("; rolled back to ")[0].split("; rollback to ")[0]
+    return f"{summary(report)} ({first.name}: {why[:300]})"
+
+
 def converge_fleet(
     repository: GitOpsRepository,
     app: App,
@@ -123,7 +134,7 @@ def converge_fleet(
     _log(report)
     if report.halted_at is None:
         return sha
-    reason = summary(report)
+    reason = _reason(report)
     if commit is None:
         raise PolicyError(f"{app.name}/{env.name}: {reason}")
     try:
