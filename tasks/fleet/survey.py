@@ -183,17 +183,21 @@ def drift_config_for(
     fleet: Fleet, name: str, repo: str, *, branch: str = "main", revision: str | None = None
 ) -> DriftConfig:
     """What cluster ``name`` should run: the rollout's path (``{cluster}`` filled in), its
-    namespace, and the ownership labels the fleet's sync driver stamps."""
+    namespace, and the ownership labels the fleet's sync driver stamps (with Argo CD, the
+    app label is the cluster's Application name, as Argo CD's instance label)."""
     spec = fleet.rollout
     path = spec.path.replace("{cluster}", name)
     driver = spec.sync.driver
+    app = spec.app or PurePosixPath(path.rstrip("/")).name or "app"
+    if driver == "argocd" and spec.sync.application:  # Argo CD labels with the Application
+        app = spec.sync.application.replace("{cluster}", name).replace("{app}", app)
     return DriftConfig(
         repo=repo,
         path=path,
         namespace=spec.namespace,
         branch=branch,
         revision=revision,
-        app=spec.app or PurePosixPath(path.rstrip("/")).name or "app",
+        app=app,
         managed_by="shipyard" if driver == "apply" else driver,
     )
 

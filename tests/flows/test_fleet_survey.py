@@ -89,6 +89,23 @@ def test_drift_check_fleet_without_prefect(
     assert set(statuses(report).values()) == {"clean"}
     assert {c["revision"] for c in report["clusters"]} == {rev}
 
+    # one cluster, without a fleet file
+    one = [
+        "drift-check",
+        "--repo",
+        str(fleet.repo.root),
+        "--path",
+        "envs/canary/api",
+        "--namespace",
+        ns,
+        "--kubeconfig",
+        str(fleet.kubeconfigs["canary"]),
+        "--json",
+    ]
+    code, single, err = run_cli(one, capsys)
+    assert code == 0, err
+    assert single["drifted"] is False and single["revision"] == rev and single["items"] == []
+
     # eu-1 drifts (a hand edit), us-1 goes away: both reported, the others still checked
     fleet.kube("eu-1").merge_patch(
         f"/apis/apps/v1/namespaces/{ns}/deployments/api", {"spec": {"replicas": 5}}

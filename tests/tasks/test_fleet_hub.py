@@ -275,3 +275,40 @@ def test_hub_rollout_waves_halt_rollback_and_resume(
     code, report = rollout(capsys, fleet_file, root, rev1)
     assert code == 0, report
     assert set(statuses(report).values()) == {"unchanged"}
+
+    # drift-check of the same fleet at rev1 (the tip is rev2): what Argo CD applied,
+    # labelled with each Application, matches git
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exc:
+        main(["drift-check", "--fleet", str(fleet_file), "--repo", str(root), "--revision", rev1])
+    out = capsys.readouterr().out
+    assert exc.value.code in (0, None), out
+    assert out.count(" clean ") == 4, out
+
+
+@pytest.mark.slow
+def test_hub_missing_application_and_unreachable_hub(
+    hub: Hub, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    fleet, root = hub.fleet, hub.fleet.repo.root
+    ns = hub.setup()
+    rev = fleet.repo.commit(all_images(3), "v3")
+    fleet_file = hub.fleet_file(ns)
+    doc = yaml.safe_load(fleet_file.read_text())
+    doc["rollout"]["sync"]["application"] = "nope-{cluster}"
+    fleet_file.write_text(yaml.safe_dump(doc))
+    code, report = rollout(capsys, fleet_file, root, rev)
+    assert code == 1 and report["halted_at"] == "canary"
+    canary = report["waves"][0]["clusters"][0]
+    assert canary["status"] == "failed"
+    assert "Application nope-canary does not exist in the hub" in canary["reason"]
+
+    dead = tmp_path / "dead-hub"
+    dead.write_text(hub.hub.kubeconfig.read_text().replace(hub.hub.url, "http://127.0.0.1:9"))
+    doc["rollout"]["sync"]["application"] = "{app}-{cluster}"
+    doc["rollout"]["sync"]["hub"]["kubeconfig"] = str(dead)
+    fleet_file.write_text(yaml.safe_dump(doc))
+    code, report = rollout(capsys, fleet_file, root, rev)
+    assert code == 1 and statuses(report)["canary"] == "unreachable"
+    assert "Argo CD hub unreachable" in report["waves"][0]["clusters"][0]["reason"]
+    assert hub.application(ns, "canary")["spec"]["source"]["targetRevision"] == "main"
