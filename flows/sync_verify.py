@@ -29,7 +29,7 @@ from __future__ import annotations
 from typing import Any, NoReturn
 
 from prefect import flow, get_run_logger
-from prefect.artifacts import create_markdown_artifact
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.transactions import transaction
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -203,6 +203,9 @@ def verify_delivery(cluster: Any, plan: VerifyPlan, *, prefix: str = "") -> list
         verdict = anomaly_gate(plan.anomaly)
         log = logger.info if verdict.outcome == "passed" else logger.warning
         log("%sanomaly gate %s", prefix, verdict.message)
+        title = f"anomaly gate {verdict.outcome}: {verdict.revision} vs {verdict.baseline}"
+        rows = [m.model_dump(exclude={"message"}) for m in verdict.metrics]
+        create_table_artifact(rows, description=title[:200])
     return results
 
 
