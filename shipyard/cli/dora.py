@@ -55,18 +55,25 @@ def read_api_records(since: datetime, until: datetime) -> list[DeliveryRecord]:
     with the exporter's reader as ``shipyard deliveries export`` reads them: from 30 days
     before ``since`` (a promotion's change time) up to now (later restores). An API that
     does not answer is one line and exit 2, as for ``deliveries export``."""
+    from rich.console import Console
+
     from shipyard.core.ledger_events import EVENT_DELIVERED, EVENT_FAILED, derive_records
     from shipyard.exporter.prefect_api import PrefectReader, PrefectUnavailable
 
+    events: list[dict[str, Any]] = []
     try:
-        with PrefectReader() as reader:
-            events = list(
-                reader.read_events(
-                    since - API_LOOKBACK,
-                    max(until, datetime.now(UTC)),
-                    prefixes=(EVENT_DELIVERED, EVENT_FAILED),
-                )
-            )
+        with (
+            PrefectReader() as reader,
+            Console(stderr=True).status("reading delivery events from Prefect...") as status,
+        ):
+            for event in reader.read_events(
+                since - API_LOOKBACK,
+                max(until, datetime.now(UTC)),
+                prefixes=(EVENT_DELIVERED, EVENT_FAILED),
+            ):
+                events.append(event)
+                if len(events) % 50 == 0:
+                    status.update(f"reading delivery events from Prefect... {len(events)}")
     except PrefectUnavailable as exc:
         raise ConfigError(str(exc)) from None
     return derive_records(events)
