@@ -108,7 +108,10 @@ def promote(
         raise PermanentError(f"{app}: nothing to promote (no digest)")
     source, target = plan.source, plan.target
     name_run(run_name(app, target.name, pinned))
-    verify_delivery(cluster, VerifyPlan.for_environment(source, pinned), prefix="source-")
+    # The source's health is re-checked, not its canary analysis: the comparison window
+    # of that delivery is over (its baseline may be gone), so no anomaly gate here.
+    recheck = VerifyPlan.for_environment(source, pinned).model_copy(update={"anomaly": None})
+    verify_delivery(cluster, recheck, prefix="source-")
     verified_at = datetime.now(UTC).isoformat(timespec="seconds")
     logger.info("%s/%s runs %s healthy; promoting to %s", app, source.name, pinned, target.name)
 
