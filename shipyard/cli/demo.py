@@ -21,6 +21,8 @@ from shipyard.core.errors import PermanentError
 from shipyard.stack import StackLayout, stack_up
 from shipyard.stack.runner import read_env_file
 
+DEMO_CLUSTERS = 3  # the stack's simulated clusters: prod's fleet (a canary and two more)
+
 
 def register(app: typer.Typer) -> None:
     """Add `demo` to ``app``."""
@@ -39,7 +41,7 @@ def register(app: typer.Typer) -> None:
         started = time.monotonic()
         layout = StackLayout.from_env()
         with console.status("starting the stack"):
-            stack_up(layout)
+            stack_up(layout, clusters=DEMO_CLUSTERS)  # prod: a fleet of three
         env = read_env_file(layout)
         os.environ.update(env)  # for subprocesses
         with temporary_settings(updates={PREFECT_API_URL: env["PREFECT_API_URL"]}):
@@ -88,6 +90,15 @@ def _run_demo(
             f"  approve prod:     {ui}/runs/flow-run/{waiting.id}  (Resume, then fill the form)"
         )
         lines.append(f"    or: {shipyard} approve --approver YOU --reason WHY")
+        if seed.fleet:
+            lines.append(
+                f"  prod is a fleet of {len(seed.fleet)} ({', '.join(seed.fleet)}; the first is "
+                "the canary): the promotion goes wave by wave (wave-canary, wave-rest);"
+            )
+            lines.append(
+                f"    pause it: {shipyard} fleet pause --run {waiting.id} "
+                "(resume, skip: docs/fleet.md)"
+            )
     lines.append(run.dora_table(env, seed.app, since=flow_run.start_time, say=say))
     lines.append(f"Stop everything with: {shipyard} stack down")
     return lines

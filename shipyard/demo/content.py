@@ -6,6 +6,7 @@ APP = "cart"
 IMAGE_PATH = "shop/cart"
 SOURCE_REPO = "shop-cart"
 NAMESPACES = {"dev": "shop-dev", "prod": "shop-prod"}
+FLEET_LABEL = "fleet"  # the label the demo's prod fleet selects cluster blocks by
 
 
 def app_files(registry: str, version: str = "1") -> dict[str, str]:
@@ -23,8 +24,23 @@ def app_files(registry: str, version: str = "1") -> dict[str, str]:
     }
 
 
-def catalog(registry: str, git_url: str) -> str:
-    """shipyard-catalog.yaml for the demo app: dev (apply) then protected prod."""
+def catalog(registry: str, git_url: str, fleet: str | None = None) -> str:
+    """shipyard-catalog.yaml for the demo app: dev (apply) then protected prod.
+
+    With ``fleet`` (the stack runs clusters), prod is a fleet: the cluster blocks
+    labelled ``fleet: <fleet>``, the canary first, then the rest in one wave.
+    """
+    target = (
+        f"""\
+        fleet:
+          selector: {{matchLabels: {{{FLEET_LABEL}: {fleet}}}}}
+          waves:
+            - {{name: canary, selector: {{matchLabels: {{tier: canary}}}}}}
+            - {{name: rest}}
+"""
+        if fleet
+        else ""
+    )
     return f"""\
 # Shipyard app catalog: which apps exist and how each environment is delivered.
 apiVersion: shipyard.dev/v1
@@ -46,7 +62,7 @@ apps:
         path: envs/prod/{APP}
         namespace: {NAMESPACES["prod"]}
         protected: true
-        sync: {{driver: apply}}
+{target}        sync: {{driver: apply}}
         verify:
           workloads: [deployment/{APP}]
           timeout_seconds: 120

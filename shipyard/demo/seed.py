@@ -33,6 +33,7 @@ class DemoSeed:
     source_commit: str
     gitops_url: str
     seed_reference: str
+    fleet: tuple[str, ...] = ()
 
 
 def _git(cwd: Path, *args: str) -> str:
@@ -187,6 +188,33 @@ def seed_blocks(env: dict[str, str], gitops_url: str) -> None:
         storage.save(BACKUP_BLOCK, overwrite=True)
 
 
+def seed_fleet(layout: StackLayout, env: dict[str, str]) -> list[str]:
+    """When the stack runs clusters (``stack up --clusters N``), make prod a fleet.
+
+    Each cluster gets the app's namespaces and a KubernetesCluster block of its name
+    with its labels plus ``fleet: local`` (the first is ``tier: canary``); the catalog's
+    prod then targets those blocks in two waves, canary then the rest
+    (:func:`content.catalog`). Returns the cluster names (none: prod stays one cluster).
+    """
+    from blocks.cluster import KubernetesCluster
+    from shipyard.stack.clusters import FLEET_NAME, kubeconfig_of, stack_clusters
+
+    clusters = stack_clusters(layout)
+    if not clusters:
+        return []
+    for cluster in clusters:
+        kubeconfig = str(kubeconfig_of(layout, cluster))
+        seed_cluster(kubeconfig)
+        labels = {**cluster.labels, content.FLEET_LABEL: FLEET_NAME}
+        KubernetesCluster(name=cluster.name, kubeconfig_path=kubeconfig, labels=labels).save(
+            cluster.name, overwrite=True
+        )
+    text = content.catalog(env["SHIPYARD_REGISTRY"], env["SHIPYARD_GIT_URL"], fleet=FLEET_NAME)
+    gitops = create_bare_repo(layout, "gitops")
+    _publish(gitops, {"shipyard-catalog.yaml": text}, "demo: prod is a fleet", only_if_empty=False)
+    return [c.name for c in clusters]
+
+
 def seed_demo(layout: StackLayout, env: dict[str, str]) -> DemoSeed:
     """Everything above, in order; safe to run again."""
     git_url = env["SHIPYARD_GIT_URL"]
@@ -197,6 +225,7 @@ def seed_demo(layout: StackLayout, env: dict[str, str]) -> DemoSeed:
     if env.get("KUBECONFIG"):
         seed_cluster(env["KUBECONFIG"])
     seed_blocks(env, gitops_url)
+    fleet = seed_fleet(layout, env)
     return DemoSeed(
         app=content.APP,
         image=f"{env['SHIPYARD_REGISTRY']}/{content.IMAGE_PATH}",
@@ -204,4 +233,5 @@ def seed_demo(layout: StackLayout, env: dict[str, str]) -> DemoSeed:
         source_commit=source_commit,
         gitops_url=gitops_url,
         seed_reference=reference,
+        fleet=tuple(fleet),
     )

@@ -38,7 +38,9 @@ __all__ = [
     "clusters_status",
     "clusters_up",
     "fleet_document",
+    "kubeconfig_of",
     "plan_clusters",
+    "stack_clusters",
 ]
 
 REGIONS = ("eu", "us", "ap")
@@ -164,6 +166,16 @@ def clusters_down(layout: StackLayout, progress: Progress | None = None) -> list
             )
         )
     return statuses
+
+
+def stack_clusters(layout: StackLayout) -> list[StackCluster]:
+    """The clusters the stack records (what the last ``up --clusters N`` asked for)."""
+    return _load(layout)
+
+
+def kubeconfig_of(layout: StackLayout, cluster: StackCluster) -> Path:
+    """The kubeconfig file of ``cluster`` (written by its simulator once it serves)."""
+    return _kubeconfig(layout, cluster)
 
 
 def clusters_status(layout: StackLayout) -> list[ServiceStatus]:
