@@ -39,6 +39,7 @@ def test_seeding_with_three_clusters_makes_prod_a_fleet_of_three(
     layout: StackLayout, stack: Stack
 ) -> None:
     from blocks.cluster import KubernetesCluster
+    from flows.common import load_block
     from flows.fleet_deliver import cluster_inventory
 
     env = {"SHIPYARD_REGISTRY": stack.registry, "SHIPYARD_GIT_URL": stack.git_url}
@@ -65,7 +66,7 @@ def test_seeding_with_three_clusters_makes_prod_a_fleet_of_three(
             ("rest", ["ap-1", "us-1"]),  # block names in order
         ]
         for cluster in stack_clusters(layout):
-            block = KubernetesCluster.load(cluster.name)
+            block = load_block(KubernetesCluster, cluster.name)
             assert block.kubeconfig_path == str(kubeconfig_of(layout, cluster))
             assert block.labels == {**cluster.labels, "fleet": "local"}
             kube = KubeClient(api_client(block.kubeconfig_path))
