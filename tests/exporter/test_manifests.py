@@ -50,7 +50,7 @@ def test_args_parse_with_the_real_cli() -> None:
     program, command, *args = container["args"]
     assert (program, command) == ("shipyard", "exporter")
     root = typer.main.get_command(build_app())
-    ctx = click.Context(root)
+    ctx = click.Context(root)  # type: ignore[arg-type]
     exporter = root.get_command(ctx, "exporter")  # type: ignore[attr-defined]
     parsed = exporter.make_context("exporter", list(args), parent=ctx)  # unknown options raise
     assert (parsed.params["host"], parsed.params["port"]) == ("0.0.0.0", 9464)

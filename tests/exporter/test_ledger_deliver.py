@@ -1,0 +1,93 @@
+"""The ledger from real `deliver` runs on the local stack: a delivered change, a change
+rolled back by its failing smoke check, and an attempt blocked before it changed
+anything, read back from the Prefect server's events as ``deliveries export`` does."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from flows.deliver import Provenance, deliver
+from shipyard.core.errors import ConfigError
+from shipyard.core.ledger import DeliveryRecord
+from shipyard.core.ledger_events import BlockedAttempt, blocked_attempts, derive_records
+from shipyard.demo.seed import DemoSeed, seed_demo
+from shipyard.exporter.prefect_api import PrefectReader
+from tests.fixtures.services import Stack
+
+
+@pytest.fixture(scope="module")
+def demo(stack: Stack, prefect_api: str) -> DemoSeed:
+    return seed_demo(stack.layout, stack.env)
+
+
+def _ledger(api: str, since: datetime, flow_runs: set[str]) -> list[DeliveryRecord]:
+    """The records of ``flow_runs`` once their events are stored (a few seconds)."""
+    deadline = time.monotonic() + 60
+    records: list[DeliveryRecord] = []
+    while time.monotonic() < deadline:
+        with PrefectReader(api) as reader:
+            events = list(reader.read_events(since, datetime.now(UTC) + timedelta(minutes=1)))
+        records = [r for r in derive_records(events) if r.flow_run in flow_runs]
+        if len(records) == len(flow_runs):
+            return records
+        time.sleep(1)
+    pytest.fail(f"ledger has {records} for runs {flow_runs}")
+
+
+@pytest.mark.slow
+def test_deliveries_make_the_ledger(stack: Stack, demo: DemoSeed, prefect_api: str) -> None:
+    from shipyard.demo import content
+    from shipyard.demo import run as demo_run
+    from shipyard.demo.seed import _publish
+
+    since = datetime.now(UTC) - timedelta(minutes=1)
+    pushed_at = (datetime.now(UTC) - timedelta(hours=1)).replace(microsecond=0)
+    good = demo_run.push_change(stack.env, stack.layout, version="ledger-good")
+    record = deliver(
+        app="cart", tag=good.commit, trigger="ledger-test", change_time=pushed_at.isoformat()
+    )
+    assert isinstance(record, Provenance) and record.outcome == "delivered"
+
+    gitops = stack.git_root / "gitops.git"
+    catalog = content.catalog(stack.registry, stack.git_url)
+    dev_verify = "          timeout_seconds: 120\n      - name: prod"
+    smoke = "          smoke: [{url: 'http://127.0.0.1:9/health', attempts: 1}]\n"
+    failing = catalog.replace(
+        dev_verify, dev_verify.replace("      - name", smoke + "      - name")
+    )
+    assert failing != catalog
+    _publish(gitops, {"shipyard-catalog.yaml": failing}, "dev: a smoke check that fails", False)
+    try:
+        bad = demo_run.push_change(stack.env, stack.layout, version="ledger-bad")
+        state = deliver(app="cart", tag=bad.commit, trigger="ledger-bad", return_state=True)
+    finally:
+        _publish(gitops, {"shipyard-catalog.yaml": catalog}, "dev: catalog restored", False)
+    assert state.is_failed() and str(state.message).startswith("rolled back: ")
+    with pytest.raises(ConfigError):
+        deliver(app="cart", tag="no-such-tag", trigger="ledger-blocked")
+
+    failed_run = str(state.state_details.flow_run_id)
+    succeeded, failed = _ledger(prefect_api, since, {str(record.flow_run), failed_run})
+    assert (succeeded.app, succeeded.environment, succeeded.outcome) == ("cart", "dev", "succeeded")
+    assert succeeded.digest == record.digest and succeeded.source_commit == good.commit
+    assert succeeded.change_time == pushed_at
+    assert succeeded.cluster is not None
+    assert succeeded.deployed_at > succeeded.change_time
+    assert (failed.outcome, failed.cause, failed.digest) == ("failed", "verify", bad.digest)
+    assert failed.change_time is None  # nobody said when the bad change was made
+    assert failed.cluster == succeeded.cluster
+    assert failed.restored_at is not None and failed.restored_at >= failed.deployed_at
+    assert failed.deployed_at > succeeded.deployed_at
+
+    deadline = time.monotonic() + 60  # the blocked event is stored a few seconds later
+    blocked: list[BlockedAttempt] = []
+    while not blocked and time.monotonic() < deadline:
+        with PrefectReader(prefect_api) as reader:
+            events = list(reader.read_events(since, datetime.now(UTC) + timedelta(minutes=1)))
+        blocked = [b for b in blocked_attempts(events) if b.app == "cart"]
+        time.sleep(0 if blocked else 1)
+    assert [(b.environment, b.cause) for b in blocked] == [("dev", "config")]
+    assert "does not exist in the registry" in blocked[0].reason
