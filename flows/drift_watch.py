@@ -7,17 +7,19 @@ and an event per drifted environment.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any, cast
 
 from prefect import flow
 from prefect.artifacts import create_table_artifact
+from prefect.states import State
 from pydantic import Field
 
 from blocks.cluster import KubernetesCluster
 from blocks.gitops import GitOpsRepository
 from flows.common import load_block
 from flows.deliver import DEFAULT_OPTIONS, DeliverOptions
-from flows.drift_check import DriftConfig, DriftReport, drift_check
+from flows.drift_check import DriftConfig, DriftReport, drift_check, drift_check_fleet
+from tasks.fleet.survey import FleetSweep
 from tasks.steps.gitops import read_catalog
 from tasks.sync.config import SyncConfig
 
@@ -35,7 +37,8 @@ def drift_watch(
         DEFAULT_OPTIONS
     ),
 ) -> dict[str, int]:
-    """Check each app environment; return the number of differences per ``app/env``."""
+    """Check each app environment; return the number of differences per ``app/env``
+    (-1 for a fleet environment with a cluster that could not be checked)."""
     opts = options
     repository = load_block(GitOpsRepository, opts.gitops_block)
     cluster = load_block(KubernetesCluster, opts.cluster_block)
@@ -47,6 +50,24 @@ def drift_watch(
             continue
         for env in app.environments:
             if env.protected and not include_protected:
+                continue
+            if env.fleet is not None:
+                # Every cluster of the fleet, with its own table and events; a cluster
+                # that cannot be checked fails that subflow, not the watch.
+                state = cast(
+                    "State[Any]",
+                    drift_check_fleet(
+                        app=app.name,
+                        environment=env.name,
+                        gitops_block=opts.gitops_block,
+                        return_state=True,
+                    ),
+                )
+                sweep = state.result(raise_on_failure=False)
+                rows = sweep.clusters if isinstance(sweep, FleetSweep) else []
+                summary[f"{app.name}/{env.name}"] = (
+                    sum(len(r.drifted) for r in rows) if state.is_completed() else -1
+                )
                 continue
             config = DriftConfig(
                 repo=repository.url,
