@@ -466,5 +466,7 @@ def _limit_creation_slot(client: SyncPrefectClient) -> Iterator[None]:
             client.create_global_concurrency_limit(
                 GlobalConcurrencyLimitCreate(name=LIMITS_ADMIN, limit=1, active=True)
             )
-    with concurrency(LIMITS_ADMIN, occupy=1, timeout_seconds=120, strict=True):
+    # The shortest lease Prefect allows: a creator killed while holding the slot blocks
+    # other creators for a minute at most.
+    with concurrency(LIMITS_ADMIN, occupy=1, timeout_seconds=120, lease_duration=60, strict=True):
         yield

@@ -109,6 +109,11 @@ def test_every_object_is_accepted_by_server_side_apply(
     for item in items:
         managers = {m["manager"] for m in item["metadata"].get("managedFields", [])}
         assert "shipyard-install" in managers, key(item)
+    again = sim.kubectl(
+        "apply", "--server-side", "--field-manager=shipyard-install", "-f", "-",
+        input=render(overlay),
+    )  # fmt: skip
+    assert again.stdout.count("serverside-applied") == len(docs)  # again: no field conflict
 
 
 def test_every_container_has_resources_and_probes(
