@@ -137,6 +137,10 @@ def test_prefect_runs_on_postgresql_with_redis(production_stack: StackLayout) ->
     ports = layout.load_ports()
     assert _pg_count(prod.database_url(layout, ports["postgres"]), marker) == 1
     assert not (layout.data_dir("prefect") / "prefect.db").exists()
+    pgdata = layout.data_dir("postgres").resolve() / "pgdata"
+    assert (pgdata / "PG_VERSION").exists()
+    if (user := prod.service_user()) is not None:  # root: the cluster is not root's
+        assert pgdata.owner() == user
     log = layout.log_file("prefect").read_text(errors="replace")
     assert "Traceback" not in log, log[-3000:]
 
