@@ -15,6 +15,7 @@ from shipyard.core.ledger import DeliveryRecord
 from shipyard.core.ledger_events import BlockedAttempt, blocked_attempts, derive_records
 from shipyard.demo.seed import DemoSeed, seed_demo
 from shipyard.exporter.prefect_api import PrefectReader
+from shipyard.exporter.snapshot import ExporterState, refresh
 from tests.fixtures.services import Stack
 
 
@@ -91,3 +92,16 @@ def test_deliveries_make_the_ledger(stack: Stack, demo: DemoSeed, prefect_api: s
         time.sleep(0 if blocked else 1)
     assert [(b.environment, b.cause) for b in blocked] == [("dev", "config")]
     assert "does not exist in the registry" in blocked[0].reason
+
+    # the exporter sees the same runs: step durations from their task runs, totals from
+    # the top-level deliver runs, the ledger's counters
+    known = ExporterState()
+    with PrefectReader(prefect_api) as reader:
+        snap = refresh(known, reader, datetime.now(UTC), timedelta(hours=1))
+    assert snap.up
+    assert snap.steps["sync"].count >= 2 and snap.steps["verify"].count >= 2
+    assert snap.steps["gitops"].count >= 2 and snap.steps["total"].count >= 3
+    key = ("cart", "dev", str(succeeded.cluster))
+    assert snap.deliveries[(*key, "succeeded")] >= 1 and snap.deliveries[(*key, "failed")] >= 1
+    assert snap.rollbacks[(*key, "succeeded")] >= 1
+    assert snap.blocked[("cart", "dev", "config")] >= 1
