@@ -142,6 +142,7 @@ class ExporterState:
     event_cursor: datetime | None = None
     run_cursor: datetime | None = None
     last_success: float | None = None
+    last_error: str = ""
 
     def add_events(self, raw: Iterable[Mapping[str, Any]]) -> int:
         """Keep new events (by id); how many were new."""
@@ -352,8 +353,13 @@ def refresh(state: ExporterState, reader: Reader, now: datetime, lookback: timed
         )
         state.set_workers(reader.read_workers(), now)
     except Exception as exc:  # noqa: BLE001 - any failure: keep the last values, up 0
-        log.warning("exporter: refresh failed, keeping the last values: %s", exc)
+        if str(exc) != state.last_error:  # say it once, not every interval
+            log.warning("exporter: refresh failed, keeping the last values: %s", exc)
+        state.last_error = str(exc)
         return build_snapshot(state, now, up=False)
+    if state.last_error:
+        log.warning("exporter: the Prefect API answers again")
+        state.last_error = ""
     state.event_cursor = state.run_cursor = now
     state.last_success = now.timestamp()
     return build_snapshot(state, now, up=True)
