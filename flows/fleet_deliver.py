@@ -14,7 +14,9 @@ revision each ran before, then the GitOps commit is reverted (a new commit, as f
 cluster), and the caller gets :class:`~flows.sync_verify.RolledBackError` (or
 :class:`~flows.sync_verify.RollbackFailedError` when the revert failed), so the run ends
 Failed "rolled back: halted at wave canary: ..." with the same artifact and event as a
-single-cluster rollback. Later waves are never touched.
+single-cluster rollback. Later waves are never touched. A wave whose approval is
+rejected undoes the earlier waves too (every cluster back, then the revert): after a
+rejection git and every cluster agree again.
 """
 
 from __future__ import annotations
@@ -31,13 +33,13 @@ from blocks.cluster import KubernetesCluster
 from blocks.gitops import GitOpsRepository
 from flows.approval import ApprovalRequest
 from flows.common import flow_run_url, load_block
-from flows.fleet_rollout import approve_wave, run_waves, summary
+from flows.fleet_rollout import approve_wave, run_waves, summary, wave_table
 from flows.sync_verify import RollbackFailedError, RolledBackError
 from shipyard.core.catalog import App, Environment
 from shipyard.core.errors import ConfigError, PolicyError
 from tasks.fleet.config import FleetCluster, FleetPlan, PlannedWave
 from tasks.fleet.run import FleetReport
-from tasks.steps.fleet import plan_fleet_environment
+from tasks.steps.fleet import fleet_roll_back, plan_fleet_environment
 from tasks.steps.gitops import read_pinned, revert_manifest_commit
 
 __all__ = ["as_fleet_cluster", "cluster_inventory", "converge_fleet"]
@@ -112,6 +114,18 @@ def _reason(report: FleetReport) -> str:
     return f"{summary(report)} ({first.name}: {why[:300]})"
 
 
+def _undo_earlier_waves(plan: FleetPlan, report: FleetReport, why: str) -> FleetReport:
+    """Roll back every cluster that reached REV (as ``rollback: all`` does after a halt)."""
+    undone = report.model_copy(deep=True)
+    for wave in undone.waves:
+        wave.clusters = [
+            fleet_roll_back(plan, c, why) if c.status in ("healthy", "unchanged") else c
+            for c in wave.clusters
+        ]
+    wave_table(plan)(undone)
+    return undone
+
+
 def converge_fleet(
     repository: GitOpsRepository,
     app: App,
@@ -130,13 +144,24 @@ def converge_fleet(
     sha = commit or read_pinned(repository, env.branch, env.path, app.image).commit
     inventory = cluster_inventory()
     plan = plan_fleet_environment(app.name, env, inventory, repository.url, sha)
-    report = run_waves(plan, approve=lambda wave: _approval(app, env, digest, plan, wave))
-    _log(report)
+    refused: list[str] = []
+
+    def approve(wave: PlannedWave) -> str | None:
+        why = _approval(app, env, digest, plan, wave)
+        refused.extend([why] if why else [])
+        return why
+
+    report = run_waves(plan, approve=approve)
     if report.halted_at is None:
+        _log(report)
         return sha
-    reason = _reason(report)
+    reason = _reason(report) + (f" ({refused[0]})" if refused else "")
     if commit is None:
+        _log(report)
         raise PolicyError(f"{app.name}/{env.name}: {reason}")
+    if refused:  # a rejected wave undoes the earlier ones too: git and clusters agree again
+        report = _undo_earlier_waves(plan, report, reason)
+    _log(report)
     try:
         reverted = revert_manifest_commit(repository, commit, reason, env.branch)
     except Exception as exc:  # noqa: BLE001 - any failure of the revert is reported as such

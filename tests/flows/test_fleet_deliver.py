@@ -359,6 +359,36 @@ def test_approval_between_waves_through_the_prefect_api(env: FleetApp, prefect_a
     assert env.image_of("us-1").endswith(f"@{digest}")
 
 
+def test_a_rejected_wave_undoes_the_earlier_waves_and_reverts_git(
+    env: FleetApp, prefect_api: str
+) -> None:
+    env.catalog([*WAVES[:2], {"name": "rest", "approve": True}])
+    try:
+        previous = env.image_of("eu-1")
+        env.push("v7")
+        before = env.log()
+        thread, box, marker = _in_thread(env.deliver, tag="v7", return_state=True)
+        paused = _run_with(prefect_api, marker, "PAUSED")
+        answer = {"decision": "reject", "approver": "qa", "reason": "error budget spent"}
+        resp = httpx.post(
+            f"{prefect_api}/flow_runs/{paused['id']}/resume", json={"run_input": answer}
+        )
+        assert resp.status_code < 300 and resp.json()["status"] == "ACCEPT", resp.text
+        thread.join(120)
+    finally:
+        env.catalog(WAVES)
+    state = box["result"]
+    assert state.is_failed() and state.message.startswith("rolled back: halted at wave rest")
+    assert "error budget spent" in state.message
+    _catalog_restored, revert, _written, *rest = env.log()
+    assert rest == before and revert.split(" ", 1)[1].startswith('Revert "')
+    for name in ("canary", "eu-1", "eu-2", "us-1"):  # every cluster back where it was
+        assert env.image_of(name) == previous, name
+    rows = table(prefect_api, env.app)
+    assert {rows[n]["status"] for n in ("canary", "eu-1", "eu-2")} == {"rolled-back"}
+    assert rows["us-1"]["status"] == "skipped"
+
+
 def test_pause_skip_and_resume_from_the_cli(
     env: FleetApp, prefect_api: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
