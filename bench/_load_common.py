@@ -160,15 +160,24 @@ class Platform:
         return self.layout.data_dir("git") / "gitops.git"
 
 
-def start_stack(root: Path, database: str | None, say: Say = _quiet) -> Platform:
-    """``stack up`` on free ports under ``root`` (sqlite or postgresql); exports its env
-    (PREFECT_API_URL, AWS_*) into this process, as sourcing .shipyard/env would."""
+def start_stack(
+    root: Path, database: str | None, say: Say = _quiet, messaging: str | None = None
+) -> Platform:
+    """``stack up`` on free ports under ``root`` (sqlite or postgresql, memory or redis
+    messaging); exports its env (PREFECT_API_URL, AWS_*) into this process, as sourcing
+    .shipyard/env would."""
     from shipyard.stack import stack_up
     from shipyard.stack.model import DEFAULT_PORTS
     from shipyard.stack.runner import read_env_file
 
     layout = StackLayout(root)
-    stack_up(layout, ports=dict.fromkeys(DEFAULT_PORTS, 0), database=database, progress=say)
+    stack_up(
+        layout,
+        ports=dict.fromkeys(DEFAULT_PORTS, 0),
+        database=database,
+        messaging=messaging,
+        progress=say,
+    )
     env = read_env_file(layout)
     os.environ.update(env)
     return Platform(layout, env)
@@ -740,7 +749,7 @@ class Samples:
             "server_rss_mib_peak": self.server_rss,
             "workers_rss_mib_peak": self.worker_rss,
             "load_average_1m_mean": round(statistics.mean(self.load), 2) if self.load else None,
-            "load_average_1m_max": max(self.load) if self.load else None,
+            "load_average_1m_max": round(max(self.load), 2) if self.load else None,
         }
 
 

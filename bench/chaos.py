@@ -11,8 +11,12 @@ its deliveries:
   them again, and the reruns wait for the per-environment lock the dead processes held
   (its lease, 300 s, expires). With ``--fast``: one run is killed before it takes its
   lock while its worker lives (the worker reports the crash at once), then the worker.
-* ``server-restart``: stop the Prefect server, push the rest of the burst while it is
-  down (the bridge spools the events), start it again.
+* ``server-restart``: half the burst, stop the Prefect server once a delivery runs,
+  push the rest while it is down (the bridge spools the events), start it again. On the
+  default profile (memory lease storage and event ordering) the runs in flight lose
+  their lock's lease and crash; use ``--messaging redis`` for the production profile.
+  With ``--fast`` the server is stopped before the burst (every event waits in the
+  spool).
 * ``registry-down`` / ``git-down``: stop the registry / the git daemon for
   ``--down-seconds`` while deliveries resolve, scan and write.
 * ``kube-throttle``: the simulator answers 429 (Retry-After 1) and 500 bursts to the
@@ -28,6 +32,7 @@ Usage::
 
     python bench/chaos.py                                   # every fault, sqlite
     python bench/chaos.py --faults worker-kill,git-down --pushes 6 --database postgresql
+    python bench/chaos.py --database postgresql --messaging redis    # production profile
 """
 
 from __future__ import annotations
@@ -148,17 +153,25 @@ def worker_kill(platform: lc.Platform, pushes: int, fast: bool, say: Say) -> dic
     return _row(platform, "worker-kill", deliveries, since, runs_killed=killed)
 
 
-def server_restart(platform: lc.Platform, pushes: int, down: float, say: Say) -> dict[str, Any]:
-    """Stop the Prefect server mid-burst; push the rest while it is down."""
-    first = max(1, pushes // 2)
-    since, pushed = _burst(platform, first, "server-restart")
-    lc.wait_running(1, timeout=60)
+def server_restart(
+    platform: lc.Platform, pushes: int, down: float, in_flight: bool, say: Say
+) -> dict[str, Any]:
+    """Stop the Prefect server and push while it is down (the bridge spools the events).
+
+    ``in_flight``: half the burst first, the server stopped once a delivery runs (runs
+    in flight lose the API for the outage); else the server is stopped before the burst
+    and every push waits in the spool.
+    """
     from shipyard.stack import process
     from shipyard.stack.runner import build_specs
 
-    spec = next(
-        s for s in build_specs(platform.layout, platform.layout.load_ports()) if s.name == "prefect"
-    )
+    first = max(1, pushes // 2) if in_flight else 0
+    since = time.time()
+    pushed = lc.push_burst(platform, first, f"server-restart-{int(since)}") if first else []
+    if in_flight:
+        lc.wait_running(1, timeout=60)
+    ports = platform.layout.load_ports()
+    spec = next(s for s in build_specs(platform.layout, ports) if s.name == "prefect")
     process.stop(platform.layout, "prefect")
     say("prefect server stopped")
     later = lc.push_burst(platform, pushes - first, f"server-restart-down-{int(since)}")
@@ -172,7 +185,14 @@ def server_restart(platform: lc.Platform, pushes: int, down: float, say: Say) ->
         time.sleep(0.5)
     say("prefect server is back")
     deliveries = lc.wait_settled(platform, pushed + later, since, 600, quiet=45, say=say)
-    return _row(platform, "server-restart", deliveries, since, spooled_while_down=spooled or 0)
+    return _row(
+        platform,
+        "server-restart",
+        deliveries,
+        since,
+        spooled_while_down=spooled or 0,
+        runs_in_flight=in_flight,
+    )
 
 
 def service_down(
@@ -301,7 +321,7 @@ def run_faults(
         if fault == "worker-kill":
             rows.append(worker_kill(platform, pushes, fast, say))
         elif fault == "server-restart":
-            rows.append(server_restart(platform, pushes, min(down, 20), say))
+            rows.append(server_restart(platform, pushes, min(down, 20), not fast, say))
         elif fault == "registry-down":
             rows.append(service_down(platform, pushes, "registry", down, say))
         elif fault == "git-down":
@@ -351,7 +371,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--faults", default=",".join(FAULTS), help="Comma-separated faults.")
     parser.add_argument("--down-seconds", type=float, default=30.0, help="Outage length.")
     parser.add_argument("--database", choices=["sqlite", "postgresql"], default="sqlite")
-    parser.add_argument("--fast", action="store_true", help="The CI test's worker kill.")
+    parser.add_argument("--messaging", choices=["memory", "redis"], default="memory")
+    parser.add_argument(
+        "--fast",
+        action="store_true",
+        help="The CI test's variants: kill one run before its lock, restart the server "
+        "before the burst.",
+    )
     args = parser.parse_args(argv)
     faults = [f.strip() for f in args.faults.split(",") if f.strip()]
     unknown = set(faults) - set(FAULTS)
@@ -359,7 +385,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown faults: {', '.join(sorted(unknown))}; known: {', '.join(FAULTS)}")
     started = time.monotonic()
     with lc.temp_root("shipyard-chaos-") as tmp:
-        platform = lc.start_stack(Path(tmp) / "stack", args.database, _say)
+        platform = lc.start_stack(Path(tmp) / "stack", args.database, _say, args.messaging)
         try:
             with temporary_settings(updates={PREFECT_API_URL: platform.api_url}):
                 lc.seed_load(platform, args.apps, 1, _say)
@@ -373,6 +399,7 @@ def main(argv: list[str] | None = None) -> int:
         json.dumps(
             {
                 "database": args.database,
+                "messaging": args.messaging,
                 "apps": args.apps,
                 "pushes_per_fault": args.pushes,
                 "down_seconds": args.down_seconds,

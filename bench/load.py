@@ -23,6 +23,10 @@ Usage::
     python bench/load.py --apps 20 --pushes 20                    # both databases
     python bench/load.py --apps 200 --environments 3 --pushes 100 --database postgresql
     python bench/load.py --workers 1 --database sqlite --json
+    python bench/load.py --database postgresql --messaging memory   # PostgreSQL alone
+
+The PostgreSQL stack runs the production profile (``stack up --database postgresql
+--messaging redis``) unless ``--messaging memory``.
 
 The defaults are the issue's (200 apps, 100 pushes); on a 2-core machine use a few
 dozen (docs/production.md, "Load figures", gives the size measured there).
@@ -81,7 +85,8 @@ def run_database(args: argparse.Namespace, database: str) -> dict[str, Any]:
     started = time.monotonic()
     with lc.temp_root(f"shipyard-load-{database}-") as tmp:
         _say(f"{database}: starting the stack")
-        platform = lc.start_stack(Path(tmp) / "stack", database, _say)
+        messaging = args.messaging if database == "postgresql" else None
+        platform = lc.start_stack(Path(tmp) / "stack", database, _say, messaging)
         try:
             with temporary_settings(updates={PREFECT_API_URL: platform.api_url}):
                 lc.seed_load(platform, args.apps, args.environments, _say)
@@ -93,7 +98,7 @@ def run_database(args: argparse.Namespace, database: str) -> dict[str, Any]:
         finally:
             lc.stop_stack(platform)
     return {
-        "database": database,
+        "database": database if database == "sqlite" else f"{database}+{args.messaging}",
         "apps": args.apps,
         "environments": args.environments,
         "pushes": args.pushes,
@@ -145,9 +150,9 @@ def table(results: list[dict[str, Any]]) -> str:
     columns = [(r["database"], b) for r in results for b in r["bursts"]]
     heads = [f"{db} {b['workers']}w" for db, b in columns]
     width = max(len(label) for label, _ in ROWS) + 2
-    lines = ["".ljust(width) + "".join(h.rjust(18) for h in heads)]
+    lines = ["".ljust(width) + "".join(h.rjust(22) for h in heads)]
     for label, key in ROWS:
-        lines.append(label.ljust(width) + "".join(_cell(b, key).rjust(18) for _, b in columns))
+        lines.append(label.ljust(width) + "".join(_cell(b, key).rjust(22) for _, b in columns))
     for r in results:
         rates = {b["workers"]: b["deliveries_per_minute"] for b in r["bursts"]}
         if rates.get(1) and rates.get(2):
@@ -173,6 +178,12 @@ def main(argv: list[str] | None = None) -> int:
         "--workers", choices=["1", "2", "both"], default="both", help="Kubernetes workers."
     )
     parser.add_argument("--database", choices=["sqlite", "postgresql", "both"], default="both")
+    parser.add_argument(
+        "--messaging",
+        choices=["memory", "redis"],
+        default="redis",
+        help="Messaging of the PostgreSQL stack (redis: the production profile).",
+    )
     parser.add_argument(
         "--timeout", type=float, default=900, help="Seconds a burst may take to settle."
     )
