@@ -127,7 +127,10 @@ def test_the_bridge_url_is_the_bridge_service() -> None:
 
 def test_service_monitors_select_the_services() -> None:
     monitors = _by_kind(SERVICE_MONITORS, "ServiceMonitor")
-    assert set(monitors) == {"shipyard-exporter", "shipyard-bridge"}
+    assert set(monitors) == {"shipyard-exporter", "shipyard-bridge", "argocd-metrics"}
+    argocd = monitors.pop("argocd-metrics")  # Argo CD's own Service, not in this repo
+    assert argocd["spec"]["selector"]["matchLabels"] == {"app.kubernetes.io/name": "argocd-metrics"}
+    assert argocd["spec"]["endpoints"][0]["port"] == "metrics"
     for name, monitor in monitors.items():
         assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
         short = name.removeprefix("shipyard-")
