@@ -305,7 +305,7 @@ def deliver(
     attempt = Attempt(
         entry.name,
         env.name,
-        cluster.name,
+        cluster.name if env.fleet is None else None,  # a fleet: one record per environment
         change_time=change_time.strip() or None,
         digest=digest or None,
         source_commit=commit or None,
@@ -427,7 +427,7 @@ def deliver(
         links=provenance_links(
             repository, entry.image, pinned, written_commit, revision, insecure=insecure
         ),
-        cluster=cluster.name,
+        cluster=attempt.cluster,
         change_time=attempt.change_time,
     )
     record = record.model_copy(update={"deployed_at": record.verified_at})

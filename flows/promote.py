@@ -158,7 +158,8 @@ def promote(
             "%s", f"committed {commit} to {target.branch}" if commit else "no change: no commit"
         )
         # The ledger's keys; the change's time is the source environment's (derived).
-        attempt = Attempt(app, target.name, cluster.name, digest=pinned)
+        on = cluster.name if target.fleet is None else None  # a fleet: per environment
+        attempt = Attempt(app, target.name, on, digest=pinned)
         attempt.source_commit = plan.update.source_commit or None
         if commit:
             attempt.changed()
@@ -186,7 +187,7 @@ def promote(
         links=provenance_links(
             repository, entry.image, pinned, commit, revision, insecure=insecure
         ),
-        cluster=cluster.name,
+        cluster=attempt.cluster,
         outcome="delivered" if commit else "already delivered",
     )
     record = record.model_copy(update={"deployed_at": record.verified_at})
