@@ -122,6 +122,12 @@ class FleetApp:
         return digest
 
     def catalog(self, waves: list[dict[str, Any]], rollback: str = "wave") -> None:
+        dev = {  # one cluster (the options' cluster block: the canary's simulator)
+            "name": "dev",
+            "path": "envs/dev/api",
+            "namespace": f"dev-{self.namespace}",
+            "verify": {"workloads": ["deployment/api"], "timeout_seconds": 20},
+        }
         doc = {
             "apiVersion": "shipyard.dev/v1",
             "apps": [
@@ -129,6 +135,7 @@ class FleetApp:
                     "name": self.app,
                     "image": self.image,
                     "environments": [
+                        dev,
                         {
                             "name": "prod",
                             "path": "envs/prod/api",
@@ -139,7 +146,7 @@ class FleetApp:
                                 "rollback": rollback,
                             },
                             "verify": {"workloads": ["deployment/api"], "timeout_seconds": 20},
-                        }
+                        },
                     ],
                 }
             ],
@@ -205,7 +212,11 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FleetApp]:
         handle = FleetApp(fleet, registry, gate, bare, app, fleet.namespace())
         handle.push("v1")
         manifest = deployment("api", None, f"{handle.image}:v1", replicas=2)
-        files = {"envs/prod/api/deployment.yaml": yaml.safe_dump(manifest, sort_keys=False)}
+        text = yaml.safe_dump(manifest, sort_keys=False)
+        files = {f"envs/{e}/api/deployment.yaml": text for e in ("dev", "prod")}
+        fleet.kube("canary").request(
+            "POST", "/api/v1/namespaces", {"metadata": {"name": f"dev-{handle.namespace}"}}
+        )
         _publish(bare, files, "api: manifests", False)
         handle.catalog(WAVES)
         GitOpsRepository(url=str(bare)).save(f"{app}-gitops", overwrite=True)
@@ -428,3 +439,25 @@ def test_pause_skip_and_resume_from_the_cli(
         main(["fleet", "pause", "--run", run["id"]])
     assert exc.value.code == 2
     assert "has no fleet controls" in capsys.readouterr().err
+
+
+def test_promote_to_a_fleet_environment_goes_through_the_waves(
+    env: FleetApp, prefect_api: str
+) -> None:
+    from flows.promote import promote
+
+    digest = env.push("v8")
+    dev = deliver(app=env.app, environment="dev", tag="v8", trigger="test", options=env.options)
+    assert isinstance(dev, Provenance)
+    assert dev.environment == "dev" and dev.digest == digest
+    assert not env.image_of("us-1").endswith(f"@{digest}")
+    record = promote(
+        app=env.app, from_environment="dev", to_environment="prod", options=env.options
+    )
+    assert isinstance(record, Provenance)
+    assert record.environment == "prod" and record.digest == digest
+    for name in ("canary", "eu-1", "eu-2", "us-1"):
+        assert env.image_of(name).endswith(f"@{digest}"), name
+        assert env.record(name)["verified-revision"] == record.gitops_commit
+    waves = wave_runs(prefect_api, str(record.flow_run))
+    assert [w["name"] for w in waves] == ["wave-canary", "wave-eu", "wave-rest"]
