@@ -283,3 +283,22 @@ def test_flow_helpers_emit_started_and_blocked(prefect_api: str) -> None:
     assert blocked["payload"]["cause"] == "scan"
     assert blocked["payload"]["reason"] == "2 HIGH vulnerabilities"
     assert {r["prefect.resource.id"] for r in blocked["related"]} == {"shipyard.cluster.eu-1"}
+
+
+def test_reading_events_follows_every_page(prefect_api: str) -> None:
+    """More events than one page (50): every one comes back once, oldest first."""
+    app = f"pages-{uuid.uuid4().hex[:8]}"
+    t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+    events = [
+        _event("shipyard.delivery.started", t0 + timedelta(seconds=i), app, "dev", flow_run=str(i))
+        for i in range(130)
+    ]
+    _post(prefect_api, events)
+    _wait_stored(prefect_api, app, len(events), t0 - timedelta(minutes=1))
+    with PrefectReader(prefect_api) as reader:
+        got = [
+            e
+            for e in reader.read_events(t0 - timedelta(minutes=1), datetime.now(UTC))
+            if e["payload"].get("app") == app
+        ]
+    assert [e["payload"]["flow_run"] for e in got] == [str(i) for i in range(130)]
