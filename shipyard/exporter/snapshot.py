@@ -240,8 +240,13 @@ def _dora_gauges(records: list[DeliveryRecord], now: datetime) -> dict[str, dict
     out: dict[str, dict[Labels, float]] = {}
     if _dora is None:
         return out
-    for app, environment in sorted({(r.app, r.environment) for r in records}):
-        figures = _dora.compute(records, now - DORA_WINDOW, now, app=app, environment=environment)
+    since = now - DORA_WINDOW
+    pairs: dict[tuple[str, str], list[DeliveryRecord]] = {}
+    for r in records:  # each pair's own records: compute need not scan them all
+        if r.deployed_at >= since:
+            pairs.setdefault((r.app, r.environment), []).append(r)
+    for (app, environment), own in sorted(pairs.items()):
+        figures = _dora.compute(own, since, now, app=app, environment=environment)
         values = {
             "deployment_frequency_per_day": figures.deployment_frequency_per_day,
             "lead_time_hours_median": figures.lead_time_hours_median,
