@@ -27,11 +27,11 @@ from shipyard.demo import content
 from shipyard.demo import run as demo
 from shipyard.demo.seed import DemoSeed
 from tests.fakes.operators.crds import install_crds
-from tests.flows.conftest import platform  # noqa: F401 - the deployed demo platform
 from tests.fixtures.services import Stack
+from tests.flows.conftest import platform  # noqa: F401 - the deployed demo platform
 from tests.monitoring.dashboards import DashboardQuery, dashboard_queries
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 DEADLINE_SECONDS = 180.0
 
