@@ -99,6 +99,7 @@ def _run_demo(
                 f"    pause it: {shipyard} fleet pause --run {waiting.id} "
                 "(resume, skip: docs/fleet.md)"
             )
+    lines += run.monitoring_lines(env, seed.app)
     lines.append(run.dora_table(env, seed.app, since=flow_run.start_time, say=say))
     lines.append(f"Stop everything with: {shipyard} stack down")
     return lines

@@ -261,3 +261,37 @@ def dora_table(
             say("waiting for the delivery events to reach the ledger")
         time.sleep(2)
     return shipyard().stdout.rstrip()
+
+
+def monitoring_lines(env: dict[str, str], app: str, timeout: float = 30.0) -> list[str]:
+    """Where the delivery shows in the stack's Prometheus and Alertmanager: their URLs,
+    with a Prometheus graph of ``app``'s deliveries. Waits (up to ``timeout``) until the
+    exporter's count is scraped, and says so; never fails the demo."""
+    from urllib.parse import quote
+
+    import httpx
+
+    prometheus = env.get("SHIPYARD_PROMETHEUS_URL")
+    alertmanager = env.get("SHIPYARD_ALERTMANAGER_URL")
+    if not prometheus or not alertmanager:
+        return ["  Prometheus, Alertmanager: not in this stack (run `shipyard stack up`)"]
+    query = f'sum by (environment, outcome) (shipyard_deliveries_total{{app="{app}"}})'
+    graph = f"{prometheus}/graph?g0.expr={quote(query)}&g0.tab=0&g0.range_input=1h"
+    seen = "its delivery is not scraped yet; the graph fills in within seconds"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            found = httpx.get(f"{prometheus}/api/v1/query", params={"query": query}, timeout=5)
+            result = found.json()["data"]["result"] if found.is_success else []
+        except (httpx.HTTPError, ValueError, KeyError):
+            result = []
+        if result:
+            total = sum(float(r["value"][1]) for r in result)
+            seen = f"{total:.0f} delivery(ies) of {app} counted"
+            break
+        time.sleep(2)
+    return [
+        f"  Prometheus:       {graph}",
+        f"    ({seen}; alerts: {prometheus}/alerts)",
+        f"  Alertmanager:     {alertmanager}  (routes alerts to the bridge: docs/bridge.md)",
+    ]

@@ -123,3 +123,9 @@ def test_every_dashboard_query_returns_data_after_a_demo_day(
     assert not pending, (
         f"{len(pending)} of {len(queries)} dashboard queries returned no data:\n{empty}"
     )
+
+    # What the demo prints: both URLs, and the delivery counted in Prometheus.
+    lines = demo.monitoring_lines(stack.env, content.APP)
+    assert lines[0].strip().startswith(f"Prometheus:       {stack.prometheus_url}/graph?g0.expr=")
+    assert f"of {content.APP} counted" in lines[1], lines
+    assert stack.alertmanager_url in lines[2]

@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -17,6 +18,7 @@ from shipyard.core.errors import ConfigError
 from shipyard.stack import monitoring
 from shipyard.stack.model import StackLayout
 from shipyard.stack.runner import SERVICE_ORDER, build_specs, env_values
+from tests.fixtures.services import Stack
 
 PORTS = {
     "prefect": 4201,
@@ -146,3 +148,33 @@ def test_a_missing_package_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
         monitoring._program(monitoring.ALERTMANAGER)
     with pytest.raises(ConfigError, match="apt-get install -y prometheus'"):
         monitoring._program(monitoring.PROMETHEUS)
+
+
+def _targets(prometheus: str) -> dict[str, dict[str, Any]]:
+    import httpx
+
+    answer = httpx.get(f"{prometheus}/api/v1/targets", timeout=10).json()
+    return {t["labels"]["job"]: t for t in answer["data"]["activeTargets"]}
+
+
+def test_the_running_stack_scrapes_its_services(stack: Stack) -> None:
+    """`stack status` lists the monitoring services healthy, and Prometheus scrapes the
+    exporter, Prefect's /api/metrics and the simulator (with its cluster label)."""
+    import time
+
+    from shipyard.stack import stack_status
+
+    statuses = {s.name: s for s in stack_status(stack.layout).services}
+    for name in ("prometheus", "alertmanager", *(["exporter"] * monitoring.exporter_available())):
+        assert statuses[name].healthy, statuses[name]
+    assert statuses["prometheus"].address == stack.prometheus_url
+    wanted = {"prefect", "simcluster", *(["shipyard-exporter"] * monitoring.exporter_available())}
+    deadline = time.monotonic() + 30
+    while True:
+        targets = _targets(stack.prometheus_url)
+        if all(targets.get(job, {}).get("health") == "up" for job in wanted):
+            break
+        assert time.monotonic() < deadline, {j: t.get("lastError") for j, t in targets.items()}
+        time.sleep(1)
+    assert targets["simcluster"]["labels"]["cluster"] == monitoring.MAIN_CLUSTER
+    assert targets["prefect"]["scrapeUrl"].endswith("/api/metrics")
