@@ -46,6 +46,7 @@ from flows.common import (
     flow_run_id,
     flow_run_url,
     image_url,
+    iso_z,
     load_block,
     load_optional_block,
     name_run,
@@ -229,6 +230,17 @@ def rollback_state(
     return Failed(message=report.state_message, data=exc)
 
 
+def _push_run_created(trigger: str) -> str | None:
+    """The change time of a push whose registry sent no time: when its automation created
+    this run (seconds after the bridge received the push); None for other triggers."""
+    if not trigger.startswith("registry-push"):
+        return None
+    from prefect.runtime import flow_run
+
+    created = flow_run.scheduled_start_time
+    return iso_z(created) if created is not None else None
+
+
 def _initial_name() -> str:
     """The run's name from its parameters, before the target and digest are known."""
     from prefect.runtime import flow_run
@@ -306,7 +318,7 @@ def deliver(
         entry.name,
         env.name,
         cluster.name if env.fleet is None else None,  # a fleet: one record per environment
-        change_time=change_time.strip() or None,
+        change_time=change_time.strip() or _push_run_created(trigger),
         digest=digest or None,
         source_commit=commit or None,
         trigger=trigger,

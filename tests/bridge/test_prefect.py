@@ -59,7 +59,7 @@ def wait(predicate: Any, timeout: float, what: str, state: Any = None) -> None:
 
 
 TRIGGER_FILE = Path(__file__).parents[2] / "deployments" / "triggers" / "deliver-on-push.yaml"
-DELIVER_PARAMETERS = ("app", "image", "tag", "digest", "trigger")
+DELIVER_PARAMETERS = ("app", "image", "tag", "digest", "trigger", "change_time")
 
 
 def create_deliver_deployment(api: str) -> str:
@@ -321,4 +321,5 @@ def test_trigger_snippet_starts_deliver_with_the_push(
         "tag": "7.0.0",
         "digest": "sha256:" + hashlib.sha256(b"7.0.0").hexdigest(),
         "trigger": f"registry-push:ecr:{known.json()['events'][0]['event_id']}",
+        "change_time": "2026-11-27T23:30:20Z",  # the registry's push time (EventBridge time)
     }
