@@ -20,7 +20,9 @@ its deliveries:
 * ``registry-down`` / ``git-down``: stop the registry / the git daemon for
   ``--down-seconds`` while deliveries resolve, scan and write.
 * ``kube-throttle``: the simulator answers 429 (Retry-After 1) and 500 bursts to the
-  app namespaces' API calls (``POST /_sim/faults``, docs/sim-cluster.md).
+  app namespaces' API calls (``POST /_sim/faults``, docs/sim-cluster.md): 6 x 429 and
+  3 x 500 per push, more than the Kubernetes client's 6 attempts per call, so Prefect
+  retries the `sync-app` task. With ``--fast`` a burst the client absorbs (4 + 1).
 * ``s3-outage``: a `backup` run on the worker while S3 hangs (SIGSTOP) for
   ``--down-seconds``.
 
@@ -207,23 +209,34 @@ def service_down(
     return _row(platform, fault, deliveries, since, down_seconds=down)
 
 
-def kube_throttle(platform: lc.Platform, pushes: int, say: Say) -> dict[str, Any]:
-    """429 and 500 bursts on the app namespaces' API calls during the deliveries."""
+def kube_throttle(platform: lc.Platform, pushes: int, heavy: bool, say: Say) -> dict[str, Any]:
+    """429 and 500 bursts on the app namespaces' API calls during the deliveries.
+
+    The light burst (4 x 429 with Retry-After 1, then one 500) fits in the Kubernetes
+    client's own budget of 6 attempts per call even when every fault hits one call; the
+    heavy one (6 x 429 and 3 x 500 per push) outlasts it, so the `sync-app` task fails
+    an attempt and Prefect retries the task.
+    """
     ns = lc.namespace(platform.environments[0])
-    lc.sim_faults(
-        platform,
+    rules: list[dict[str, Any]] = (
         [
             {"kind": "429", "namespace": ns, "count": 6 * pushes, "retry_after": 1},
             {"kind": "500", "namespace": ns, "count": 3 * pushes},
-        ],
+        ]
+        if heavy
+        else [
+            {"kind": "429", "namespace": ns, "count": 4, "retry_after": 1},
+            {"kind": "500", "namespace": ns, "count": 1},
+        ]
     )
+    lc.sim_faults(platform, rules)
     before = lc.sim_faults_injected(platform)
     since, pushed = _burst(platform, pushes, "kube-throttle")
     deliveries = lc.wait_settled(platform, pushed, since, 600, quiet=45, say=say)
     injected = lc.sim_faults_injected(platform) - before
     lc.sim_faults(platform, [])
     say(f"the simulator injected {injected} faults")
-    return _row(platform, "kube-throttle", deliveries, since, faults_injected=injected)
+    return _row(platform, "kube-throttle", deliveries, since, faults_injected=injected, heavy=heavy)
 
 
 def s3_outage(platform: lc.Platform, down: float, say: Say) -> dict[str, Any]:
@@ -235,12 +248,11 @@ def s3_outage(platform: lc.Platform, down: float, say: Say) -> dict[str, Any]:
 
     since = time.time()
     ns = lc.namespace(platform.environments[0])
-    run = run_deployment(
+    run: Any = run_deployment(
         "backup/backup",
         parameters={"namespaces": [ns], "keep_last": 100},
         timeout=0,
     )
-    lc.wait_running(0, timeout=1)
     # Freeze S3 once the run is up, so the outage hits it mid-backup.
     with get_client(sync_client=True) as client:
         deadline = time.monotonic() + 120
@@ -327,7 +339,7 @@ def run_faults(
         elif fault == "git-down":
             rows.append(service_down(platform, pushes, "git", down, say))
         elif fault == "kube-throttle":
-            rows.append(kube_throttle(platform, pushes, say))
+            rows.append(kube_throttle(platform, pushes, not fast, say))
         elif fault == "s3-outage":
             rows.append(s3_outage(platform, down, say))
         say(json.dumps({k: v for k, v in rows[-1].items() if k != "half_applied_apps"}))
