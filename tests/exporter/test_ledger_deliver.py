@@ -105,3 +105,59 @@ def test_deliveries_make_the_ledger(stack: Stack, demo: DemoSeed, prefect_api: s
     assert snap.deliveries[(*key, "succeeded")] >= 1 and snap.deliveries[(*key, "failed")] >= 1
     assert snap.rollbacks[(*key, "succeeded")] >= 1
     assert snap.blocked[("cart", "dev", "config")] >= 1
+
+    # What `shipyard deliveries export` writes is what `shipyard dora` measures: the
+    # figures of these two deliveries follow from what happened above.
+    _dora_matches_what_happened(stack, since, succeeded, failed, pushed_at)
+
+
+def _dora_matches_what_happened(
+    stack: Stack,
+    since: datetime,
+    succeeded: DeliveryRecord,
+    failed: DeliveryRecord,
+    pushed_at: datetime,
+) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from shipyard.core.ledger import parse_records
+
+    env = {**os.environ, **stack.env, "SHIPYARD_STATE_DIR": str(stack.layout.root)}
+    until = (datetime.now(UTC) + timedelta(minutes=1)).replace(microsecond=0)
+    start = since.replace(microsecond=0)
+    cli = [sys.executable, "-m", "shipyard.cli.main"]
+    export = subprocess.run(
+        [*cli, "deliveries", "export", "--since", start.isoformat(), "--until",
+         until.isoformat(), "--app", "cart", "--environment", "dev"],
+        capture_output=True, text=True, env=env, timeout=120, check=False,
+    )  # fmt: skip
+    assert export.returncode == 0, export.stderr
+    ours = {str(succeeded.flow_run), str(failed.flow_run)}
+    lines = [ln for ln in export.stdout.splitlines() if json.loads(ln)["flow_run"] in ours]
+    assert sorted(r.outcome for r in parse_records(lines)) == ["failed", "succeeded"]
+    records_file = stack.layout.root / "ledger-dora.jsonl"
+    records_file.write_text("\n".join(lines) + "\n")
+    dora = subprocess.run(
+        [*cli, "dora", "--records", str(records_file), "--since", start.isoformat(),
+         "--until", until.isoformat(), "--json"],
+        capture_output=True, text=True, env=env, timeout=120, check=False,
+    )  # fmt: skip
+    assert dora.returncode == 0, dora.stderr
+    figures = json.loads(dora.stdout)
+
+    window_days = (until - start).total_seconds() / 86400
+    assert failed.restored_at is not None
+    downtime_min = (failed.restored_at - failed.deployed_at).total_seconds() / 60
+    lead_hours = (succeeded.deployed_at - pushed_at).total_seconds() / 3600
+    assert figures["deployments"] == 2 and figures["failures"] == 1
+    assert figures["change_failure_rate"] == pytest.approx(0.5)
+    assert figures["window_days"] == pytest.approx(window_days)
+    assert figures["deployment_frequency_per_day"] == pytest.approx(1 / window_days)
+    assert figures["lead_time_hours_median"] == pytest.approx(lead_hours, rel=1e-6)
+    assert figures["time_to_restore_minutes_mean"] == pytest.approx(downtime_min, rel=1e-6)
+    availability = 100 * (1 - downtime_min / (window_days * 1440))
+    assert figures["availability_percent"] == pytest.approx(availability, rel=1e-6)
+    assert figures["bands"]["change_failure_rate"] == "low"  # 50 % > 15 %
