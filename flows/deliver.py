@@ -68,7 +68,7 @@ from flows.sync_verify import (
 from shipyard.core.catalog import App, Environment
 from shipyard.core.errors import ConfigError, PolicyError
 from shipyard.core.limits import git_writers_limit, limit_name
-from tasks.build_image import BuildImageConfig
+from tasks.build_image import COMMITTED_LABEL, BuildImageConfig
 from tasks.promote_image import image_update
 from tasks.scan_image import ScanImageConfig
 from tasks.scan_policy import ScanPolicy
@@ -346,6 +346,9 @@ def deliver(
             )
             pinned, scan_summary = built.digest, built.gate.verdict()
             tag = commit  # the image is tagged with its commit; the digest pins it
+            # The change is the commit: its committer time starts the lead time.
+            if built.built is not None and not attempt.change_time:
+                attempt.change_time = built.built.labels.get(COMMITTED_LABEL)
             logger.info(
                 "image of %s: %s (%s); scan %s",
                 commit[:12],

@@ -39,6 +39,9 @@ from shipyard.core.registry import RegistryAccess, RegistryAuth, open_client
 Logger = logging.Logger | logging.LoggerAdapter[Any]
 
 FINGERPRINT_LABEL = "dev.shipyard.build-fingerprint"
+# The source commit's committer time (ISO 8601): a delivery's change time, for lead time.
+# Not part of the fingerprint: it follows from the commit.
+COMMITTED_LABEL = "dev.shipyard.source.committed-at"
 FINGERPRINT_VERSION = "1"
 LOG_TAIL = 20
 _SHA = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
@@ -272,6 +275,13 @@ def fetch_commit(repo_url: str, commit: str, dest: Path) -> Path:
     return dest
 
 
+def committed_at(checkout: Path) -> str:
+    """The committer time of the checked-out commit, ISO 8601 in UTC."""
+    with Repo(checkout) as repo:
+        moment = repo.head.commit.committed_datetime
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def find_existing(
     config: BuildImageConfig, registry: RegistryAccess
 ) -> tuple[str, dict[str, str]] | None:
@@ -326,6 +336,7 @@ def run_build(
     labels = oci_labels(config, datetime.now(UTC))
     with tempfile.TemporaryDirectory(prefix="shipyard-build-") as tmp:
         checkout = fetch_commit(config.repo_url, config.commit, Path(tmp) / "src")
+        labels[COMMITTED_LABEL] = committed_at(checkout)
         context = (checkout / config.context).resolve()
         dockerfile = (checkout / config.dockerfile).resolve()
         if not context.is_dir():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import subprocess
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -13,6 +14,7 @@ from blocks.docker import DockerHost
 from shipyard.core.errors import PermanentError
 from shipyard.core.oci import split_repository
 from tasks.build_image import (
+    COMMITTED_LABEL,
     FINGERPRINT_LABEL,
     BuildImageConfig,
     BuildLog,
@@ -116,6 +118,12 @@ def test_build_with_run_steps_labels_and_tags(
     assert labels["org.opencontainers.image.revision"] == app.commit
     assert labels["org.opencontainers.image.source"] == app.url
     assert labels[FINGERPRINT_LABEL] == result.fingerprint
+    committed = subprocess.run(
+        ["git", "-C", str(app.bare), "show", "-s", "--format=%ct", app.commit],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    expected = datetime.fromtimestamp(int(committed), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert labels[COMMITTED_LABEL] == expected  # the change time of a commit delivery
     assert f"{cfg.repository}:{app.commit}" in image.tags
 
 
