@@ -97,7 +97,7 @@ def test_an_acknowledged_but_lost_event_is_sent_again(
         forwarder.stop()
     assert proxy.lost == 1, "the proxy never swallowed a post: the fault was not injected"
     assert spool.depth == 0, "the event never left the spool"
-    assert forwarder.resent >= 1  # again after each 2 s until stored (the server writes every few s)
+    assert forwarder.resent >= 1  # again every 2 s until stored (the server writes every few s)
     stored = private_prefect.wait_for_events(1, resource)
     assert [e["id"] for e in stored] == [event["id"]]
 
