@@ -360,15 +360,18 @@ COLUMNS = (
 
 def table(rows: list[dict[str, Any]]) -> str:
     """One line per fault."""
-    head = "fault".ljust(16) + "".join(c.replace("_", "-").rjust(14) for c in COLUMNS)
+    widths = [max(10, len(c) + 2) for c in COLUMNS]
+    head = "fault".ljust(16) + "".join(
+        c.replace("_", "-").rjust(w) for c, w in zip(COLUMNS, widths, strict=True)
+    )
     lines = [head]
     for row in rows:
         cells = []
-        for c in COLUMNS:
+        for c, w in zip(COLUMNS, widths, strict=True):
             value = row.get(c)
             if c == "failures_explained":
                 value = f"{value}/{row.get('failures_seen')}"
-            cells.append(str(value).rjust(14))
+            cells.append(str(value).rjust(w))
         lines.append(f"{row['fault']:<16}" + "".join(cells))
     return "\n".join(lines)
 
