@@ -17,6 +17,7 @@ from typing import Annotated, Any
 import typer
 
 from shipyard.core.dora import (
+    FIGURE_KEYS,
     CauseShare,
     Comparison,
     DoraFigures,
@@ -198,16 +199,7 @@ def print_comparison(c: Comparison) -> None:
     table.add_column(f"before\n{_day(c.before.since)} → {_day(c.before.until)}")
     table.add_column(f"after\n{_day(c.after.since)} → {_day(c.after.until)}")
     table.add_column("change")
-    keys = (
-        "deployments",
-        "failures",
-        "deployment_frequency_per_day",
-        "lead_time_hours_median",
-        "change_failure_rate",
-        "time_to_restore_minutes_mean",
-        "availability_percent",
-        "platform_score",
-    )
+    keys = [k for k in FIGURE_KEYS if k not in ("bands", "window_days")]
     for key, before, after in zip(keys, figure_rows(c.before), figure_rows(c.after), strict=True):
         delta = c.change[key]
         shown = _change(key, delta)

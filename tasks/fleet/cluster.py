@@ -273,18 +273,26 @@ def roll_back_cluster(plan: FleetPlan, report: ClusterReport, why: str) -> Clust
             )
     except ShipyardError as exc:
         why_not = str(exc)
+    return rollback_outcome(report, status, prefix, previous, why_not)
+
+
+def rollback_outcome(
+    report: ClusterReport, status: Status, prefix: str, target: str, why_not: str | None
+) -> ClusterReport:
+    """The cluster's row after a rollback to ``target``: ``status`` with the reason, or
+    ``failed`` saying why the rollback did not work (``why_not``)."""
     if why_not is not None:
         return report.model_copy(
             update={
                 "status": "failed",
-                "reason": f"{prefix}rollback to {previous[:12]} failed: {why_not}",
+                "reason": f"{prefix}rollback to {target[:12]} failed: {why_not}",
                 "finished_at": now(),
             }
         )
     return report.model_copy(
         update={
             "status": status,
-            "reason": f"{prefix}rolled back to {previous[:12]}",
+            "reason": f"{prefix}rolled back to {target[:12]}",
             "finished_at": now(),
         }
     )

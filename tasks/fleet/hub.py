@@ -39,6 +39,7 @@ from tasks.fleet.cluster import (
     check_cluster,
     connect,
     now,
+    rollback_outcome,
 )
 from tasks.fleet.config import FleetPlan, HubSpec
 from tasks.sync.argocd import GROUP_PATH, sync_argocd
@@ -337,21 +338,7 @@ def roll_back_via_hub(plan: FleetPlan, report: ClusterReport, why: str) -> Clust
     except ShipyardError as exc:
         why_not = str(exc)
         target = report.previous_revision or "?"
-    if why_not is not None:
-        return report.model_copy(
-            update={
-                "status": "failed",
-                "reason": f"{prefix}rollback to {target[:12]} failed: {why_not}",
-                "finished_at": now(),
-            }
-        )
-    return report.model_copy(
-        update={
-            "status": status,
-            "reason": f"{prefix}rolled back to {target[:12]}",
-            "finished_at": now(),
-        }
-    )
+    return rollback_outcome(report, status, prefix, target, why_not)
 
 
 def recheck_via_hub(plan: FleetPlan, name: str) -> str | None:
