@@ -271,9 +271,9 @@ def install_crash_automations(path: Path = AUTOMATIONS) -> list[str]:
     data = yaml.safe_load(path.read_text())
     wanted = [AutomationCore.model_validate(a) for a in data["automations"]]
     with get_client(sync_client=True) as client:
-        for automation in client.read_automations():
-            if automation.name in {w.name for w in wanted}:
-                client.delete_automation(automation.id)
+        for existing in client.read_automations():
+            if existing.name in {w.name for w in wanted}:
+                client.delete_automation(existing.id)
         for automation in wanted:
             client.create_automation(automation)
     return [w.name for w in wanted]
@@ -303,7 +303,7 @@ def _ensure_namespaces(kubeconfig: str, names: list[str]) -> None:
         core = client.CoreV1Api(api)
         for name in names:
             with contextlib.suppress(ApiException):
-                core.create_namespace({"metadata": {"name": name}})
+                core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
 
 
 # --------------------------------------------------------------------------------------
@@ -611,7 +611,7 @@ def half_applied(platform: Platform) -> list[str]:
             ).stdout
             in_git = yaml.safe_load(text)["spec"]["template"]["spec"]["containers"][0]["image"]
             try:
-                live = apps_api.read_namespaced_deployment(app, namespace(env))
+                live: Any = apps_api.read_namespaced_deployment(app, namespace(env))
                 in_cluster = live.spec.template.spec.containers[0].image
             except ApiException as exc:
                 if exc.status != 404:
