@@ -178,18 +178,19 @@ def _rollback_failed(
     )
 
 
-def verify_delivery(cluster: Any, plan: VerifyPlan, *, prefix: str = "") -> list[VerifyResult]:
+def verify_delivery(
+    cluster: Any, plan: VerifyPlan, *, prefix: str = "", retries: int | None = None
+) -> list[VerifyResult]:
     """Verify every workload, then smoke checks, metric gates and the anomaly gate (raises
     on the first failure, with its reason; an anomaly gate without data is logged as not
-    checked)."""
+    checked). ``retries`` overrides the workload tasks' own (0 inside a transaction)."""
     logger = get_run_logger()
     results = []
+    options: dict[str, Any] = {} if retries is None else {"retries": retries}
+    if prefix:
+        options["name"] = f"{prefix}verify-rollout"
+    runner = verify_rollout.with_options(**options) if options else verify_rollout
     for workload in plan.workloads:
-        runner = (
-            verify_rollout.with_options(name=f"{prefix}verify-rollout")
-            if prefix
-            else verify_rollout
-        )
         result = runner(cluster, workload)
         logger.info("%sverified %s", prefix, describe_verify(result, workload.digest))
         results.append(result)
@@ -259,11 +260,16 @@ def sync_and_verify(
     try:
         with transaction() as txn:
             record_manifest_commit(repository, commit, sync.branch)
+            # No Prefect task retries in here: a failed attempt rolls the transaction
+            # back (git is reverted), and a retry that then succeeded would leave the
+            # cluster on the new version with git on the old one. The Kubernetes client
+            # already retries 429/5xx (honouring Retry-After) inside each attempt.
             try:
-                synced = sync_app(cluster, sync.model_copy(update={"revision": commit}))
+                once = sync_app.with_options(retries=0)
+                synced = once(cluster, sync.model_copy(update={"revision": commit}))
                 logger.info("%s", describe_sync(synced))
                 step = "verify"
-                verified = verify_delivery(cluster, plan)
+                verified = verify_delivery(cluster, plan, retries=0)
             except BaseException as exc:
                 set_rollback_reason(txn, _reason(exc))
                 raise

@@ -152,7 +152,7 @@ def login_ecr(ecr: EcrRegistry, repository: str) -> RegistryAuth:
     name="resolve-digest",
     cache_policy=NONE,
     retries=3,
-    retry_delay_seconds=[1, 5, 15],
+    retry_delay_seconds=[2, 10, 30],  # rides out a 30 s registry outage, as git's steps do
     retry_condition_fn=retry_condition,
 )
 def resolve_digest(image: str, tag: str, credentials: RegistryAccess | None = None) -> str:
@@ -164,7 +164,7 @@ def resolve_digest(image: str, tag: str, credentials: RegistryAccess | None = No
     name="image-revision",
     cache_policy=NONE,
     retries=3,
-    retry_delay_seconds=[1, 5, 15],
+    retry_delay_seconds=[2, 10, 30],  # rides out a 30 s registry outage, as git's steps do
     retry_condition_fn=retry_condition,
 )
 def image_revision(

@@ -228,3 +228,24 @@ def test_a_later_failure_of_the_caller_reverts_the_commit(
     with pytest.raises(RuntimeError, match="later step"):
         deliver_then_fail()
     assert gitops.subjects()[:2] == ['Revert "web: v6"', "web: v6"]
+
+
+def test_a_sync_failing_past_the_client_retries_leaves_git_and_cluster_agreeing(
+    sim_cluster: SimClusterHandle,
+    sim_namespace: str,
+    gitops: GitOpsRepo,
+    oci_registry: LocalRegistry,
+) -> None:
+    """A burst of 500s longer than the Kubernetes client's own retries fails the sync
+    attempt. Whatever happens next, git and the cluster must end up agreeing: a Prefect
+    task retry inside the transaction once reverted git and then applied the new version
+    anyway (half-applied, reported delivered)."""
+    image, _, cfg = _setup(sim_cluster, sim_namespace, gitops, oci_registry)
+    digest = oci_registry.push_image(f"{sim_namespace}/web", "6")
+    v6 = gitops.commit(kustomize_env(image, "6"), "web: v6")
+    sim_cluster.faults.add(kind="500", verb="patch", count=8, namespace=sim_namespace)
+    with pytest.raises(RolledBackError) as info:
+        _run(sim_cluster, gitops, v6, cfg, sim_namespace, digest=digest)
+    assert "500" in str(info.value)
+    assert gitops.subjects()[0] == 'Revert "web: v6"'
+    assert _image(sim_cluster, sim_namespace) == f"{image}:1"
