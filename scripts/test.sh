@@ -10,7 +10,7 @@ export PATH="$PWD/.venv/bin:$PATH"  # prefect, trivy and moto_server for subproc
 .venv/bin/mypy
 .venv/bin/lint-imports --no-cache  # the floors of docs/architecture.md
 UI_TEST=tests/flows/test_ui.py::test_deliver_from_the_ui_then_approve_promote_in_the_ui
-.venv/bin/python -m pytest -p no:cacheprovider -q --deselect "$UI_TEST" "$@"
+.venv/bin/python -m pytest -p no:cacheprovider -q --durations=25 --deselect "$UI_TEST" "$@"
 # The browser test drives the Prefect UI on a stack of its own: in the shared session its
 # UI-started deliver run waited behind earlier tests' runs past its 300 s deadline.
 if [ "$#" -eq 0 ]; then
