@@ -341,6 +341,42 @@ def _run_with(api: str, marker: str, state: str | None = None, timeout: float = 
     raise AssertionError(f"no run tagged {marker} in state {state}")
 
 
+def _resume(api: str, run_id: str, answer: dict[str, str]) -> httpx.Response:
+    """Answer a paused run's form; a busy server's 503 is retried, as a person would."""
+    for _ in range(20):
+        resp = httpx.post(
+            f"{api}/flow_runs/{run_id}/resume", json={"run_input": answer}, timeout=30
+        )
+        if resp.status_code != 503:
+            return resp
+        time.sleep(1)
+    return resp
+
+
+@pytest.fixture(autouse=True)
+def _no_rollout_left_waiting(env: FleetApp, prefect_api: str) -> Iterator[None]:
+    """A test that fails while its rollout waits (for approval, or paused from the CLI)
+    must not leave it holding the app's delivery slot for the next test: reject or
+    resume whatever still waits."""
+    yield
+    runs = httpx.post(
+        f"{prefect_api}/flow_runs/filter",
+        json={"flow_runs": {"state": {"type": {"any_": ["PAUSED", "RUNNING"]}}}, "limit": 50},
+        timeout=30,
+    ).json()
+    for run in runs:
+        if not str(run["name"]).startswith(env.app):
+            continue
+        if run["state_type"] == "PAUSED":
+            answer = {"decision": "reject", "approver": "test", "reason": "test cleanup"}
+            _resume(prefect_api, run["id"], answer)
+        elif run["parent_task_run_id"] is None:
+            try:
+                main(["fleet", "resume", "--run", run["id"], "--by", "test cleanup"])
+            except SystemExit:
+                pass  # no fleet controls: it is not waiting on them
+
+
 def _wait_for(check: Any, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -359,9 +395,7 @@ def test_approval_between_waves_through_the_prefect_api(env: FleetApp, prefect_a
         assert env.image_of("eu-1").endswith(f"@{digest}")
         assert not env.image_of("us-1").endswith(f"@{digest}")  # waits: nothing written yet
         answer = {"decision": "approve", "approver": "qa", "reason": "eu looks good"}
-        resp = httpx.post(
-            f"{prefect_api}/flow_runs/{paused['id']}/resume", json={"run_input": answer}
-        )
+        resp = _resume(prefect_api, paused["id"], answer)
         assert resp.status_code < 300 and resp.json()["status"] == "ACCEPT", resp.text
         thread.join(120)
     finally:
@@ -381,9 +415,7 @@ def test_a_rejected_wave_undoes_the_earlier_waves_and_reverts_git(
         thread, box, marker = _in_thread(env.deliver, tag="v7", return_state=True)
         paused = _run_with(prefect_api, marker, "PAUSED")
         answer = {"decision": "reject", "approver": "qa", "reason": "error budget spent"}
-        resp = httpx.post(
-            f"{prefect_api}/flow_runs/{paused['id']}/resume", json={"run_input": answer}
-        )
+        resp = _resume(prefect_api, paused["id"], answer)
         assert resp.status_code < 300 and resp.json()["status"] == "ACCEPT", resp.text
         thread.join(120)
     finally:
