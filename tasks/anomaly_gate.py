@@ -133,17 +133,21 @@ def _normal_sf(z: float) -> float:
     return 0.5 * math.erfc(z / math.sqrt(2))
 
 
-def mann_whitney_u(x: Sequence[float], y: Sequence[float]) -> UTest:
+def mann_whitney_u(
+    x: Sequence[float], y: Sequence[float], *, exact_max_product: int = EXACT_MAX_PRODUCT
+) -> UTest:
     """One-sided Mann-Whitney U test that ``x`` tends to be greater than ``y``.
 
-    ValueError when either sample is empty.
+    The p-value is exact when there are no ties and ``len(x) * len(y)`` is at most
+    ``exact_max_product`` (0 forces the normal approximation). ValueError when either
+    sample is empty.
     """
     n1, n2 = len(x), len(y)
     if n1 == 0 or n2 == 0:
         raise ValueError("both samples need at least one value")
     ranks, ties = _ranks([*x, *y])
     u = sum(ranks[:n1]) - n1 * (n1 + 1) / 2
-    if all(t == 1 for t in ties) and n1 * n2 <= EXACT_MAX_PRODUCT:
+    if all(t == 1 for t in ties) and n1 * n2 <= exact_max_product:
         counts = _u_counts(n1, n2)
         at_least = sum(counts[math.ceil(u - 1e-9) :])
         return UTest(u=u, n1=n1, n2=n2, p_value=at_least / math.comb(n1 + n2, n1), exact=True)

@@ -83,9 +83,10 @@ def exporter_available() -> bool:
     return importlib.util.find_spec("shipyard.cli.exporter") is not None
 
 
-def _program(path: str) -> str:
+def _program(path: str, package: str | None = None) -> str:
     """``path`` when installed (Debian's path), else the upstream name on PATH, else a
-    ConfigError naming the Debian package to install (as ``services.require`` does)."""
+    ConfigError naming the Debian ``package`` to install (as ``services.require`` does)."""
+    package = package or PACKAGES[path]
     if os.access(path, os.X_OK):
         return path
     upstream = os.path.basename(path).removeprefix("prometheus-")
@@ -93,7 +94,7 @@ def _program(path: str) -> str:
     if found is not None:
         return found
     raise ConfigError(
-        f"'{path}' is missing: install it with 'apt-get install -y {PACKAGES[path]}' "
+        f"'{path}' is missing: install it with 'apt-get install -y {package}' "
         "(or run scripts/setup.sh as root)"
     )
 

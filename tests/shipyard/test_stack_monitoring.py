@@ -5,7 +5,6 @@ rules directory, the env values, and the message when a package is missing."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -141,13 +140,13 @@ def test_stack_runs_and_stops_the_monitoring_services(layout: StackLayout) -> No
     assert env["SHIPYARD_ALERTMANAGER_URL"] == "http://127.0.0.1:9094"
 
 
-def test_a_missing_package_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(os, "access", lambda path, mode: False)
-    monkeypatch.setenv("PATH", "")
+def test_a_missing_package_is_named(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # nothing on PATH either
+    missing = tmp_path / "prometheus-alertmanager"  # where Debian would put it: absent
     with pytest.raises(ConfigError, match="apt-get install -y prometheus-alertmanager"):
-        monitoring._program(monitoring.ALERTMANAGER)
+        monitoring._program(str(missing), "prometheus-alertmanager")
     with pytest.raises(ConfigError, match="apt-get install -y prometheus'"):
-        monitoring._program(monitoring.PROMETHEUS)
+        monitoring._program(str(tmp_path / "prometheus"), "prometheus")
 
 
 def _targets(prometheus: str) -> dict[str, dict[str, Any]]:

@@ -55,12 +55,11 @@ def test_known_values_exact() -> None:
     assert s.p_value == pytest.approx(7 / 126)
 
 
-def test_known_values_normal_approximation(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(ag, "EXACT_MAX_PRODUCT", 0)
-    s = mann_whitney_u(SCIPY_X, SCIPY_Y)
+def test_known_values_normal_approximation() -> None:
+    s = mann_whitney_u(SCIPY_X, SCIPY_Y, exact_max_product=0)
     assert not s.exact
     assert s.p_value == pytest.approx(0.11134688653314041 / 2, rel=1e-9)
-    assert mann_whitney_u(R_X, R_Y).p_value == pytest.approx(0.1223, abs=1e-4)
+    assert mann_whitney_u(R_X, R_Y, exact_max_product=0).p_value == pytest.approx(0.1223, abs=1e-4)
 
 
 def test_tie_correction_known_value() -> None:
@@ -158,12 +157,11 @@ def test_rank_test_ignores_monotone_transforms(x: list[float], y: list[float]) -
     assert a.u == b.u and a.p_value == pytest.approx(b.p_value)
 
 
-def test_normal_approximation_is_close_to_exact(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_normal_approximation_is_close_to_exact() -> None:
     x = [float(v) for v in range(0, 40, 2)]  # 20 values
     y = [float(v) + 3.5 for v in range(0, 30, 2)]  # 15 values
     exact = mann_whitney_u(x, y)
-    monkeypatch.setattr(ag, "EXACT_MAX_PRODUCT", 0)
-    approx = mann_whitney_u(x, y)
+    approx = mann_whitney_u(x, y, exact_max_product=0)
     assert exact.exact and not approx.exact
     assert abs(exact.p_value - approx.p_value) < 0.01
 
