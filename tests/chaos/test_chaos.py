@@ -18,6 +18,7 @@ import pytest
 
 from bench import _load_common as lc
 from bench import chaos
+from shipyard.stack import process
 from tests.fixtures.services import Stack
 
 PUSHES = 2
@@ -35,9 +36,15 @@ def test_every_delivery_ends_exactly_once_through_faults(stack: Stack) -> None:
     lc.start_workers(platform, 1)
     print(f"platform ready after {time.monotonic() - started:.0f}s")
 
-    rows = chaos.run_faults(
-        platform, list(chaos.FAULTS), PUSHES, DOWN_SECONDS, fast=True, say=print
-    )
+    try:
+        rows = chaos.run_faults(
+            platform, list(chaos.FAULTS), PUSHES, DOWN_SECONDS, fast=True, say=print
+        )
+    finally:
+        # The session's later tests drive deliveries themselves: leave no worker or
+        # bridge delivering their pushes in the background.
+        for name in [*platform.workers, "bridge"]:
+            process.stop(stack.layout, name)
     print(chaos.table(rows))
     print(f"chaos test took {time.monotonic() - started:.0f}s")
 

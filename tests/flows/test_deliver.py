@@ -353,18 +353,26 @@ def test_approval_form_shows_the_request_and_needs_a_decision(
 
     before = _git_log(stack)
     thread, box, paused = _run_paused(promote, app="cart", from_environment="dev")
-    keys = keyset_from_paused_state(paused.state)
-    with get_client(sync_client=True) as client:
-        description = client.read_flow_run_input(paused.id, keys["description"])
-        schema = client.read_flow_run_input(paused.id, keys["schema"])
-    for shown in ("cart", "dev", "prod", delivered.digest, "verified at", "http"):
-        assert shown in description, f"{shown!r} not shown in the form:\n{description}"
-    assert "decision" in schema and "approved" not in schema
-    with pytest.raises(RuntimeError, match="Cannot resume"):
-        resume_flow_run(paused.id, run_input={"approver": "someone", "reason": "defaults"})
-    resume_flow_run(
-        paused.id, run_input={"decision": "reject", "approver": "sre", "reason": "not yet"}
-    )
+    answered = False
+    try:
+        keys = keyset_from_paused_state(paused.state)
+        with get_client(sync_client=True) as client:
+            description = client.read_flow_run_input(paused.id, keys["description"])
+            schema = client.read_flow_run_input(paused.id, keys["schema"])
+        for shown in ("cart", "dev", "prod", delivered.digest, "verified at", "http"):
+            assert shown in description, f"{shown!r} not shown in the form:\n{description}"
+        assert "decision" in schema and "approved" not in schema
+        with pytest.raises(RuntimeError, match="Cannot resume"):
+            resume_flow_run(paused.id, run_input={"approver": "someone", "reason": "defaults"})
+        resume_flow_run(
+            paused.id, run_input={"decision": "reject", "approver": "sre", "reason": "not yet"}
+        )
+        answered = True
+    finally:
+        if not answered:  # a failed check must not leave the promotion waiting
+            resume_flow_run(
+                paused.id, run_input={"decision": "reject", "approver": "t", "reason": "cleanup"}
+            )
     thread.join(120)
     assert isinstance(box.get("error"), PolicyError)
     assert _git_log(stack) == before
