@@ -359,7 +359,15 @@ def test_approval_form_shows_the_request_and_needs_a_decision(
         with get_client(sync_client=True) as client:
             description = client.read_flow_run_input(paused.id, keys["description"])
             schema = client.read_flow_run_input(paused.id, keys["schema"])
-        for shown in ("cart", "dev", "prod", delivered.digest, "verified at", "http"):
+        # What dev runs now: `delivered`'s digest, unless the session's worker has
+        # delivered a later push of cart since (the form shows what is promoted).
+        dev_tree = subprocess.run(
+            ["git", "--git-dir", str(stack.git_root / "gitops.git"), "grep", "-h",
+             "sha256:", "main", "--", "envs/dev/cart"],
+            capture_output=True, text=True, check=True,
+        ).stdout  # fmt: skip
+        pinned = dev_tree.split("sha256:", 1)[1][:64]
+        for shown in ("cart", "dev", "prod", f"sha256:{pinned}", "verified at", "http"):
             assert shown in description, f"{shown!r} not shown in the form:\n{description}"
         assert "decision" in schema and "approved" not in schema
         with pytest.raises(RuntimeError, match="Cannot resume"):

@@ -8,6 +8,7 @@ import contextvars
 import os
 import subprocess
 import sys
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -86,9 +87,14 @@ def test_concurrent_ensure_limit_creates_once_without_server_errors(
 def test_ensure_limit_reactivates_a_disabled_limit(stack: Stack, prefect_api: str) -> None:
     name = limit_name("test-limit", uuid.uuid4().hex[:8])
     ensure_limit(name, 2)
-    httpx.patch(
-        f"{prefect_api}/v2/concurrency_limits/{name}", json={"active": False}, timeout=10
-    ).raise_for_status()
+    for _ in range(10):  # a busy SQLite server can answer 503; Prefect's client retries too
+        disabled = httpx.patch(
+            f"{prefect_api}/v2/concurrency_limits/{name}", json={"active": False}, timeout=10
+        )
+        if disabled.status_code != 503:
+            break
+        time.sleep(1)
+    disabled.raise_for_status()
     ensure_limit(name, 2)
     [limit] = _limits_named(prefect_api, name)
     assert limit["active"] is True and limit["limit"] == 2

@@ -178,7 +178,7 @@ class Feed:
             assert self.process.poll() is None, self.log.read_text()[-2000:]
             try:
                 result = self.query(promql)
-            except httpx.HTTPError:
+            except (httpx.HTTPError, ValueError):  # not up yet, or "Service Unavailable"
                 result = []
             if result or time.monotonic() > deadline:
                 return result
