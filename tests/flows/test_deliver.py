@@ -97,6 +97,32 @@ def delivered(demo: DemoSeed) -> Provenance:
     return deliver(app="cart", commit=demo.source_commit, trigger="test")
 
 
+def _wait_for_no_cart_delivery(timeout: float = 180) -> None:
+    """Until no `deliver` of cart runs: in the shared session the worker delivers earlier
+    tests' pushes in the background, and one landing mid-test moves dev."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        FlowRunFilter,
+        FlowRunFilterName,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+    )
+    from prefect.client.schemas.objects import StateType
+
+    active = FlowRunFilter(
+        name=FlowRunFilterName(like_="cart→dev"),
+        state=FlowRunFilterState(
+            type=FlowRunFilterStateType(
+                any_=[StateType.RUNNING, StateType.PENDING, StateType.SCHEDULED]
+            )
+        ),
+    )
+    deadline = time.monotonic() + timeout
+    with get_client(sync_client=True) as client:
+        while client.read_flow_runs(flow_run_filter=active) and time.monotonic() < deadline:
+            time.sleep(1)
+
+
 def _run_paused(target: Any, **kwargs: Any) -> tuple[threading.Thread, dict[str, Any], Any]:
     """Start a flow in a thread; return it with its outcome box and its paused run.
 
@@ -351,6 +377,7 @@ def test_approval_form_shows_the_request_and_needs_a_decision(
     from prefect.flow_runs import resume_flow_run
     from prefect.input.run_input import keyset_from_paused_state
 
+    _wait_for_no_cart_delivery()  # a background delivery would move dev mid-promotion
     before = _git_log(stack)
     thread, box, paused = _run_paused(promote, app="cart", from_environment="dev")
     answered = False
